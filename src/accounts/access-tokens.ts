@@ -1,0 +1,104 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import {
+  calculateJwkThumbprint,
+  exportJWK,
+  generateKeyPair,
+  importJWK,
+  importPKCS8,
+  jwtVerify,
+  SignJWT,
+  type CryptoKey,
+  type JWK,
+  type KeyObject,
+} from 'jose';
+
+export const TOKEN_ISSUER = 'vigil';
+export const TOKEN_AUDIENCE = 'vigil-api';
+
+export interface AccessClaims {
+  userId: string;
+  sessionId: string;
+  jti: string;
+}
+
+export interface AccessTokenSigner {
+  sign(userId: string, sessionId: string): Promise<{ token: string; expiresAt: Date }>;
+  /** Returns the claims of a valid token, or null for anything else (bad signature, alg, exp, iss, aud). */
+  verify(token: string): Promise<AccessClaims | null>;
+  kid: string;
+}
+
+type Key = CryptoKey | KeyObject;
+
+/**
+ * Ed25519 key from `JWT_PRIVATE_KEY` (JWK JSON or PKCS8 PEM), else from `<dataDir>/jwt-key.json`,
+ * generated (mode 0600) on first start. A ':memory:' data dir gets a throwaway key.
+ */
+export async function loadSigningKey(configured: string | undefined, dataDir: string): Promise<{ privateKey: Key; publicKey: Key; kid: string }> {
+  let jwk: JWK;
+  if (configured) {
+    if (configured.trim().startsWith('{')) {
+      jwk = JSON.parse(configured) as JWK;
+    } else {
+      const key = await importPKCS8(configured, 'EdDSA', { extractable: true });
+      jwk = await exportJWK(key);
+    }
+  } else {
+    const file = dataDir === ':memory:' ? undefined : path.join(dataDir, 'jwt-key.json');
+    if (file && existsSync(file)) {
+      jwk = JSON.parse(readFileSync(file, 'utf8')) as JWK;
+    } else {
+      const pair = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
+      jwk = await exportJWK(pair.privateKey);
+      if (file) {
+        mkdirSync(dataDir, { recursive: true });
+        writeFileSync(file, JSON.stringify(jwk), { mode: 0o600 });
+        chmodSync(file, 0o600);
+      }
+    }
+  }
+  if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || !jwk.d) throw new Error('JWT_PRIVATE_KEY must be an Ed25519 private key');
+  const { d: _d, ...publicJwk } = jwk;
+  const privateKey = await importJWK({ ...jwk, alg: 'EdDSA' }, 'EdDSA');
+  const publicKey = await importJWK({ ...publicJwk, alg: 'EdDSA' }, 'EdDSA');
+  const kid = await calculateJwkThumbprint(publicJwk);
+  return { privateKey: privateKey as Key, publicKey: publicKey as Key, kid };
+}
+
+export function accessTokenSigner(key: { privateKey: Key; publicKey: Key; kid: string }, ttlSeconds: number, now: () => Date): AccessTokenSigner {
+  return {
+    kid: key.kid,
+    async sign(userId, sessionId) {
+      const iat = Math.floor(now().getTime() / 1000);
+      const exp = iat + ttlSeconds;
+      const token = await new SignJWT({ sid: sessionId })
+        .setProtectedHeader({ alg: 'EdDSA', kid: key.kid, typ: 'JWT' })
+        .setIssuer(TOKEN_ISSUER)
+        .setAudience(TOKEN_AUDIENCE)
+        .setSubject(userId)
+        .setJti(randomUUID())
+        .setIssuedAt(iat)
+        .setExpirationTime(exp)
+        .sign(key.privateKey);
+      return { token, expiresAt: new Date(exp * 1000) };
+    },
+    async verify(token) {
+      try {
+        const { payload, protectedHeader } = await jwtVerify(token, key.publicKey, {
+          algorithms: ['EdDSA'],
+          issuer: TOKEN_ISSUER,
+          audience: TOKEN_AUDIENCE,
+          currentDate: now(),
+          requiredClaims: ['sub', 'exp', 'jti', 'sid'],
+        });
+        if (protectedHeader.kid !== key.kid) return null;
+        if (typeof payload.sid !== 'string' || !payload.sub || !payload.jti) return null;
+        return { userId: payload.sub, sessionId: payload.sid, jti: payload.jti };
+      } catch {
+        return null;
+      }
+    },
+  };
+}

@@ -1,0 +1,315 @@
+import { and, desc, eq, gt, isNull, ne } from 'drizzle-orm';
+import { z } from 'zod';
+import { tables, isUniqueViolation, type Db } from '../db/index';
+import { CommonError } from '../lib/domain-error';
+import type { LimiterFactory } from '../lib/rate-limit';
+import { randomToken, sha256 } from '../lib/secrets';
+import { emailSchema, isUuid, loginSchema, parseInput, phoneSchema, type Login } from '../lib/validate';
+import { contactOf, enqueueMessage } from '../notify/outbox';
+import { AccountError } from './account.errors';
+import type { AccessTokenSigner } from './access-tokens';
+import type { Caller } from './caller';
+import { requireSessionCaller } from './caller';
+import { assertPasswordPolicy, hashPassword, passwordNeedsRehash, PASSWORD_MAX, verifyPassword } from './password';
+
+export type UserRow = typeof tables.users.$inferSelect;
+
+export interface RequestMeta {
+  ip: string;
+  userAgent: string | null;
+}
+
+export interface AuthResult {
+  accessToken: string;
+  accessTokenExpiresAt: Date;
+  refreshToken: string;
+  user: UserRow;
+}
+
+export interface SessionView {
+  id: string;
+  createdAt: Date;
+  lastUsedAt: Date;
+  userAgent: string | null;
+  ip: string | null;
+  current: boolean;
+}
+
+/** Checks a second factor (TOTP or a recovery code) for a user with 2FA on; consumes recovery codes. */
+export interface SecondFactorVerifier {
+  verify(db: Db, user: UserRow, code: string): Promise<boolean>;
+}
+
+/** Resolves `Authorization: Bearer <secret>` values that are API keys (not JWTs). */
+export interface ApiKeyAuthenticator {
+  looksLikeApiKey(bearer: string): boolean;
+  authenticate(bearer: string): Promise<Caller | null>;
+}
+
+export interface AuthServiceDeps {
+  db: Db;
+  clock: () => Date;
+  signer: AccessTokenSigner;
+  limiters: LimiterFactory;
+  limits: { loginPerAccount: number; loginPerIp: number; loginWindowS: number };
+  refreshTokenTtlS: number;
+  secondFactor: SecondFactorVerifier;
+  apiKeys: ApiKeyAuthenticator;
+  /** Nudges the outbox worker after a commit that queued mail. */
+  onOutbox: () => void;
+}
+
+const passwordInput = z.string().max(PASSWORD_MAX * 4, 'too long');
+const registerInput = z
+  .object({
+    email: emailSchema.nullish(),
+    phone: phoneSchema.nullish(),
+    password: z.string().max(1024, 'too long'),
+    displayName: z.string().trim().min(1, 'must not be empty').max(100, 'too long').nullish(),
+  })
+  .refine((v) => v.email || v.phone, { message: 'give an email or a phone', path: ['email'] });
+const loginInput = z.object({
+  login: loginSchema,
+  password: passwordInput,
+  totp: z.string().trim().max(64, 'too long').nullish(),
+});
+const opaqueToken = z.string().min(1, 'required').max(512, 'too long');
+
+/** How often a session's lastUsedAt is written back; reads in between don't write. */
+const LAST_USED_GRANULARITY_MS = 60_000;
+
+export function createAuthService(deps: AuthServiceDeps) {
+  const { db, clock } = deps;
+  const loginByAccount = deps.limiters.create('login-account', deps.limits.loginPerAccount, deps.limits.loginWindowS);
+  const loginByIp = deps.limiters.create('login-ip', deps.limits.loginPerIp, deps.limits.loginWindowS);
+  const registerByIp = deps.limiters.create('register-ip', 20, 3600);
+
+  async function findUserByLogin(executor: Db, login: Login): Promise<UserRow | undefined> {
+    const column = login.kind === 'email' ? tables.users.email : tables.users.phone;
+    const [user] = await executor.select().from(tables.users).where(eq(column, login.value)).limit(1);
+    return user;
+  }
+
+  async function startSession(user: UserRow, meta: RequestMeta): Promise<AuthResult> {
+    const refreshToken = randomToken(32);
+    const expiresAt = new Date(clock().getTime() + deps.refreshTokenTtlS * 1000);
+    const session = await db.transaction(async (tx) => {
+      const [s] = await tx
+        .insert(tables.sessions)
+        .values({ userId: user.id, userAgent: meta.userAgent?.slice(0, 300) ?? null, ip: meta.ip, expiresAt, createdAt: clock(), lastUsedAt: clock() })
+        .returning();
+      await tx.insert(tables.refreshTokens).values({ tokenHash: sha256(refreshToken), sessionId: s!.id, createdAt: clock() });
+      return s!;
+    });
+    const access = await deps.signer.sign(user.id, session.id);
+    return { accessToken: access.token, accessTokenExpiresAt: access.expiresAt, refreshToken, user };
+  }
+
+  async function revokeSessions(executor: Db, where: ReturnType<typeof and>, reason: string) {
+    await executor.update(tables.sessions).set({ revokedAt: clock(), revokedReason: reason }).where(and(where, isNull(tables.sessions.revokedAt)));
+  }
+
+  async function limitLogin(accountKey: string, ip: string) {
+    const wait = Math.max(await loginByAccount.blockedFor(accountKey), await loginByIp.blockedFor(ip));
+    if (wait > 0) throw CommonError.rateLimited(wait);
+  }
+
+  async function recordFailedLogin(accountKey: string, ip: string) {
+    await Promise.all([loginByAccount.consume(accountKey), loginByIp.consume(ip)]);
+  }
+
+  return {
+    async register(input: unknown, meta: RequestMeta): Promise<AuthResult> {
+      const v = parseInput(registerInput, input);
+      const wait = await registerByIp.consume(meta.ip);
+      if (wait > 0) throw CommonError.rateLimited(wait);
+      assertPasswordPolicy(v.password, { email: v.email, phone: v.phone, displayName: v.displayName });
+      const passwordHash = await hashPassword(v.password);
+      let user: UserRow;
+      try {
+        [user] = (await db
+          .insert(tables.users)
+          .values({ email: v.email ?? null, phone: v.phone ?? null, displayName: v.displayName ?? null, passwordHash, createdAt: clock(), passwordChangedAt: clock() })
+          .returning()) as [UserRow];
+      } catch (e) {
+        // Deliberately vague: the same answer for a taken email and a taken phone.
+        if (isUniqueViolation(e)) throw new AccountError('LOGIN_TAKEN', 'This email or phone cannot be used to register');
+        throw e;
+      }
+      return startSession(user, meta);
+    },
+
+    async login(input: unknown, meta: RequestMeta): Promise<AuthResult> {
+      const v = parseInput(loginInput, input);
+      const accountKey = `${v.login.kind}:${v.login.value}`;
+      await limitLogin(accountKey, meta.ip);
+      const user = await findUserByLogin(db, v.login);
+      // Same argon2 work whether or not the login exists.
+      const ok = await verifyPassword(user?.passwordHash ?? null, v.password);
+      if (!ok || !user) {
+        await recordFailedLogin(accountKey, meta.ip);
+        throw new AccountError('INVALID_CREDENTIALS', 'Invalid login or password');
+      }
+      if (user.totpEnabled) {
+        if (!v.totp) throw new AccountError('TOTP_REQUIRED', 'Enter the code from your authenticator app or a recovery code');
+        if (!(await deps.secondFactor.verify(db, user, v.totp))) {
+          await recordFailedLogin(accountKey, meta.ip);
+          throw new AccountError('INVALID_CREDENTIALS', 'Invalid login or password');
+        }
+      }
+      await loginByAccount.reset(accountKey);
+      if (passwordNeedsRehash(user.passwordHash)) {
+        const upgraded = await hashPassword(v.password);
+        await db.update(tables.users).set({ passwordHash: upgraded }).where(eq(tables.users.id, user.id));
+      }
+      return startSession(user, meta);
+    },
+
+    async refresh(refreshToken: unknown, meta: RequestMeta): Promise<AuthResult> {
+      const token = parseInput(opaqueToken, refreshToken);
+      const hash = sha256(token);
+      const now = clock();
+      const outcome = await db.transaction(async (tx) => {
+        const [row] = await tx
+          .select({ token: tables.refreshTokens, session: tables.sessions, user: tables.users })
+          .from(tables.refreshTokens)
+          .innerJoin(tables.sessions, eq(tables.sessions.id, tables.refreshTokens.sessionId))
+          .innerJoin(tables.users, eq(tables.users.id, tables.sessions.userId))
+          .where(eq(tables.refreshTokens.tokenHash, hash))
+          .for('update', { of: tables.refreshTokens })
+          .limit(1);
+        if (!row) return { kind: 'invalid' as const };
+        if (row.token.usedAt) {
+          // Reuse of a rotated token: someone holds a copy. End the whole session.
+          await revokeSessions(tx, eq(tables.sessions.id, row.session.id), 'refresh-token-reuse');
+          return { kind: 'reused' as const };
+        }
+        if (row.session.revokedAt || row.session.expiresAt <= now) return { kind: 'invalid' as const };
+        await tx.update(tables.refreshTokens).set({ usedAt: now }).where(eq(tables.refreshTokens.tokenHash, hash));
+        const next = randomToken(32);
+        await tx.insert(tables.refreshTokens).values({ tokenHash: sha256(next), sessionId: row.session.id, createdAt: now });
+        await tx
+          .update(tables.sessions)
+          .set({ lastUsedAt: now, ip: meta.ip, userAgent: meta.userAgent?.slice(0, 300) ?? row.session.userAgent })
+          .where(eq(tables.sessions.id, row.session.id));
+        return { kind: 'ok' as const, next, user: row.user, sessionId: row.session.id };
+      });
+      if (outcome.kind !== 'ok') throw CommonError.unauthenticated('Invalid or expired refresh token');
+      const access = await deps.signer.sign(outcome.user.id, outcome.sessionId);
+      return { accessToken: access.token, accessTokenExpiresAt: access.expiresAt, refreshToken: outcome.next, user: outcome.user };
+    },
+
+    /** Ends the session the refresh token belongs to. True whether or not it was still open (no oracle). */
+    async logout(refreshToken: unknown): Promise<boolean> {
+      const token = parseInput(opaqueToken, refreshToken);
+      const [row] = await db
+        .select({ sessionId: tables.refreshTokens.sessionId })
+        .from(tables.refreshTokens)
+        .where(eq(tables.refreshTokens.tokenHash, sha256(token)))
+        .limit(1);
+      if (row) await revokeSessions(db, eq(tables.sessions.id, row.sessionId), 'logout');
+      return true;
+    },
+
+    async revokeSession(caller: Caller | null, id: string): Promise<boolean> {
+      const c = requireSessionCaller(caller);
+      if (!isUuid(id)) throw CommonError.notFound('Session not found');
+      const updated = await db
+        .update(tables.sessions)
+        .set({ revokedAt: clock(), revokedReason: 'revoked' })
+        .where(and(eq(tables.sessions.id, id), eq(tables.sessions.userId, c.userId), isNull(tables.sessions.revokedAt)))
+        .returning({ id: tables.sessions.id });
+      if (updated.length === 0) throw CommonError.notFound('Session not found');
+      return true;
+    },
+
+    async listSessions(caller: Caller | null): Promise<SessionView[]> {
+      const c = requireSessionCaller(caller);
+      const rows = await db
+        .select()
+        .from(tables.sessions)
+        .where(and(eq(tables.sessions.userId, c.userId), isNull(tables.sessions.revokedAt), gt(tables.sessions.expiresAt, clock())))
+        .orderBy(desc(tables.sessions.lastUsedAt))
+        .limit(200);
+      return rows.map((s) => ({ id: s.id, createdAt: s.createdAt, lastUsedAt: s.lastUsedAt, userAgent: s.userAgent, ip: s.ip, current: s.id === c.sessionId }));
+    },
+
+    async changePassword(caller: Caller | null, currentPassword: unknown, newPassword: unknown, meta: RequestMeta): Promise<boolean> {
+      const c = requireSessionCaller(caller);
+      const current = parseInput(passwordInput, currentPassword);
+      const next = parseInput(passwordInput, newPassword);
+      const accountKey = `user:${c.userId}`;
+      await limitLogin(accountKey, meta.ip);
+      const [user] = await db.select().from(tables.users).where(eq(tables.users.id, c.userId)).limit(1);
+      if (!user || !(await verifyPassword(user.passwordHash, current))) {
+        await recordFailedLogin(accountKey, meta.ip);
+        throw new AccountError('INVALID_CREDENTIALS', 'Current password is wrong');
+      }
+      assertPasswordPolicy(next, user);
+      const passwordHash = await hashPassword(next);
+      const contact = contactOf(user);
+      await db.transaction(async (tx) => {
+        await tx.update(tables.users).set({ passwordHash, passwordChangedAt: clock() }).where(eq(tables.users.id, user.id));
+        await revokeSessions(tx, and(eq(tables.sessions.userId, user.id), ne(tables.sessions.id, c.sessionId)), 'password-changed');
+        if (contact) {
+          await enqueueMessage(tx, {
+            ...contact,
+            kind: 'password-changed',
+            subject: 'Your Vigil password was changed',
+            body: 'The password of your Vigil account was just changed. If this was not you, reset your password at once and review your devices and shares.',
+          });
+        }
+      });
+      deps.onOutbox();
+      return true;
+    },
+
+    /**
+     * Resolves a bearer credential to a caller, or null when it is missing, malformed, expired,
+     * or belongs to a revoked session or key. Checks the session row on every call, so logout and
+     * revokeSession take effect at once, before the access token expires.
+     */
+    async authenticate(authorization: string | undefined | null): Promise<Caller | null> {
+      if (!authorization) return null;
+      const match = /^Bearer\s+(\S{1,4096})$/i.exec(authorization.trim());
+      if (!match) return null;
+      const bearer = match[1]!;
+      if (deps.apiKeys.looksLikeApiKey(bearer)) return deps.apiKeys.authenticate(bearer);
+      const claims = await deps.signer.verify(bearer);
+      if (!claims) return null;
+      const now = clock();
+      const [session] = await db
+        .select({ id: tables.sessions.id, userId: tables.sessions.userId, lastUsedAt: tables.sessions.lastUsedAt })
+        .from(tables.sessions)
+        .where(and(eq(tables.sessions.id, claims.sessionId), isNull(tables.sessions.revokedAt), gt(tables.sessions.expiresAt, now)))
+        .limit(1);
+      if (!session || session.userId !== claims.userId) return null;
+      if (now.getTime() - session.lastUsedAt.getTime() > LAST_USED_GRANULARITY_MS) {
+        await db.update(tables.sessions).set({ lastUsedAt: now }).where(eq(tables.sessions.id, session.id));
+      }
+      return { kind: 'session', userId: session.userId, sessionId: session.id };
+    },
+
+    async me(caller: Caller | null): Promise<UserRow> {
+      if (!caller) throw CommonError.unauthenticated();
+      const [user] = await db.select().from(tables.users).where(eq(tables.users.id, caller.userId)).limit(1);
+      if (!user) throw CommonError.unauthenticated();
+      return user;
+    },
+
+    /** True while the session exists, is open and unexpired: used by long-lived sockets. */
+    async isSessionOpen(sessionId: string): Promise<boolean> {
+      const [s] = await db
+        .select({ id: tables.sessions.id })
+        .from(tables.sessions)
+        .where(and(eq(tables.sessions.id, sessionId), isNull(tables.sessions.revokedAt), gt(tables.sessions.expiresAt, clock())))
+        .limit(1);
+      return !!s;
+    },
+
+    findUserByLogin,
+    revokeAllSessions: (executor: Db, userId: string, reason: string) => revokeSessions(executor, eq(tables.sessions.userId, userId), reason),
+  };
+}
+
+export type AuthService = ReturnType<typeof createAuthService>;

@@ -1,0 +1,132 @@
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+
+/** Thrown when the environment holds a value we cannot run with; the message names the variable. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const url = (protocols: string[]) =>
+  z.string().refine((v) => {
+    try {
+      return protocols.includes(new URL(v).protocol);
+    } catch {
+      return false;
+    }
+  }, `must be a URL with one of ${protocols.join(', ')}`);
+
+const envSchema = z.object({
+  PORT: port.default(4000),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  DATA_DIR: z.string().min(1).default('./data'),
+  DATABASE_URL: url(['postgres:', 'postgresql:']).optional(),
+  REDIS_URL: url(['redis:', 'rediss:']).optional(),
+  PUBLIC_URL: url(['http:', 'https:']).optional(),
+  SMTP_URL: url(['smtp:', 'smtps:']).optional(),
+  MAIL_FROM: z.string().min(3).default('Vigil <no-reply@vigil.local>'),
+  SMS_WEBHOOK_URL: url(['http:', 'https:']).optional(),
+  JWT_PRIVATE_KEY: z.string().min(1).optional(),
+  ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
+  DEVICE_OFFLINE_AFTER_S: positiveInt.default(90),
+  NODE_ID: z.string().min(1).max(200).optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  NODE_ENV: z.string().optional(),
+  // Limits beyond DESIGN's table; all optional, with defaults that suit a public deployment.
+  BODY_LIMIT_BYTES: positiveInt.default(1024 * 1024),
+  ISAPI_BODY_LIMIT_BYTES: positiveInt.default(2 * 1024 * 1024),
+  LOGIN_MAX_PER_ACCOUNT: positiveInt.default(10),
+  LOGIN_MAX_PER_IP: positiveInt.default(50),
+  LOGIN_WINDOW_S: positiveInt.default(15 * 60),
+  RESET_MAX_PER_LOGIN: positiveInt.default(3),
+  RESET_MAX_PER_IP: positiveInt.default(20),
+  RESET_WINDOW_S: positiveInt.default(60 * 60),
+  ACCESS_TOKEN_TTL_S: z.coerce.number().int().min(30).max(15 * 60).default(15 * 60),
+  REFRESH_TOKEN_TTL_S: positiveInt.default(30 * 24 * 3600),
+  ALARM_QUIET_END_S: positiveInt.default(10),
+  ALARM_RETENTION_DAYS: positiveInt.default(90),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  /** `undefined` means embedded PGlite in `dataDir` (or in memory when `dataDir` is `:memory:`). */
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  publicUrl: string;
+  smtpUrl: string | undefined;
+  mailFrom: string;
+  smsWebhookUrl: string | undefined;
+  jwtPrivateKey: string | undefined;
+  adminToken: string | undefined;
+  deviceOfflineAfterS: number;
+  nodeId: string;
+  logLevel: Env['LOG_LEVEL'];
+  production: boolean;
+  limits: {
+    bodyBytes: number;
+    isapiBodyBytes: number;
+    loginPerAccount: number;
+    loginPerIp: number;
+    loginWindowS: number;
+    resetPerLogin: number;
+    resetPerIp: number;
+    resetWindowS: number;
+  };
+  accessTokenTtlS: number;
+  refreshTokenTtlS: number;
+  alarmQuietEndS: number;
+  alarmRetentionDays: number;
+}
+
+/**
+ * Parses every setting from the environment. Throws ConfigError naming the first bad variable,
+ * so the process stops before it opens a port.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  // Empty strings mean "unset": a `FOO=` line in a unit file should not count as a value.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const name = String(issue.path[0] ?? 'environment');
+    throw new ConfigError(`${name}: ${issue.message} (got ${JSON.stringify(cleaned[name] ?? null)})`);
+  }
+  const e = parsed.data;
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    dataDir: e.DATA_DIR === ':memory:' ? e.DATA_DIR : path.resolve(e.DATA_DIR),
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
+    smtpUrl: e.SMTP_URL,
+    mailFrom: e.MAIL_FROM,
+    smsWebhookUrl: e.SMS_WEBHOOK_URL,
+    jwtPrivateKey: e.JWT_PRIVATE_KEY,
+    adminToken: e.ADMIN_TOKEN,
+    deviceOfflineAfterS: e.DEVICE_OFFLINE_AFTER_S,
+    nodeId: e.NODE_ID ?? `${os.hostname()}-${process.pid}`,
+    logLevel: e.LOG_LEVEL,
+    production: e.NODE_ENV === 'production',
+    limits: {
+      bodyBytes: e.BODY_LIMIT_BYTES,
+      isapiBodyBytes: e.ISAPI_BODY_LIMIT_BYTES,
+      loginPerAccount: e.LOGIN_MAX_PER_ACCOUNT,
+      loginPerIp: e.LOGIN_MAX_PER_IP,
+      loginWindowS: e.LOGIN_WINDOW_S,
+      resetPerLogin: e.RESET_MAX_PER_LOGIN,
+      resetPerIp: e.RESET_MAX_PER_IP,
+      resetWindowS: e.RESET_WINDOW_S,
+    },
+    accessTokenTtlS: e.ACCESS_TOKEN_TTL_S,
+    refreshTokenTtlS: e.REFRESH_TOKEN_TTL_S,
+    alarmQuietEndS: e.ALARM_QUIET_END_S,
+    alarmRetentionDays: e.ALARM_RETENTION_DAYS,
+  };
+}

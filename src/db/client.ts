@@ -1,0 +1,87 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
+import { sql } from 'drizzle-orm';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
+import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
+import postgres from 'postgres';
+import * as schema from './schema/index';
+
+/** The one database type every data-access module accepts: postgres.js, PGlite, or a transaction of either. */
+export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
+
+export interface DbHandle {
+  db: Db;
+  kind: 'postgres' | 'pglite';
+  /** Applies the committed migrations; safe to call on every start and from several nodes. */
+  migrate(): Promise<void>;
+  /** Cheap liveness probe for /readyz. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const migrationsFolder = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../migrations');
+const casing = 'snake_case' as const;
+
+export interface OpenDbOptions {
+  /** Postgres connection string; when absent, embedded PGlite is used. */
+  databaseUrl?: string | undefined;
+  /** Directory for PGlite's files, or ':memory:' for a throwaway database. */
+  dataDir: string;
+  /** postgres.js pool size. */
+  poolSize?: number;
+}
+
+export async function openDb(options: OpenDbOptions): Promise<DbHandle> {
+  if (options.databaseUrl) {
+    const url = options.databaseUrl;
+    const client = postgres(url, { max: options.poolSize ?? 10, onnotice: () => {}, connection: { application_name: 'vigil' } });
+    const db = drizzlePostgres({ client, schema, casing }) as unknown as Db;
+    return {
+      db,
+      kind: 'postgres',
+      async migrate() {
+        // Its own single connection, so the migrator's advisory work never shares a pooled session.
+        const migrationClient = postgres(url, { max: 1, onnotice: () => {} });
+        try {
+          // Serialise concurrent starts of several nodes on one database.
+          await migrationClient`select pg_advisory_lock(727274)`;
+          await migratePostgres(drizzlePostgres({ client: migrationClient, casing }), { migrationsFolder });
+        } finally {
+          await migrationClient.end({ timeout: 5 });
+        }
+      },
+      async ping() {
+        await db.execute(sql`select 1`);
+      },
+      async close() {
+        await client.end({ timeout: 5 });
+      },
+    };
+  }
+  let dataPath: string | undefined;
+  if (options.dataDir !== ':memory:') {
+    dataPath = path.join(options.dataDir, 'pglite');
+    mkdirSync(dataPath, { recursive: true });
+  }
+  const client = dataPath ? new PGlite(dataPath) : new PGlite();
+  await client.waitReady;
+  const db = drizzlePglite({ client, schema, casing }) as unknown as Db;
+  return {
+    db,
+    kind: 'pglite',
+    async migrate() {
+      await migratePglite(drizzlePglite({ client, casing }), { migrationsFolder });
+    },
+    async ping() {
+      await client.query('select 1');
+    },
+    async close() {
+      await client.close();
+    },
+  };
+}
