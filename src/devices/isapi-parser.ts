@@ -82,7 +82,12 @@ export type IsapiParseReason =
   | 'invalid-event-type'
   | 'no-alert-part';
 
-/** Thrown by every parse function of this module for input that cannot become an {@link IsapiAlert}. The message never contains body content; log a truncated preview yourself (see {@link previewBody}). */
+/**
+ * Thrown by every parse function of this module for input that cannot become
+ * an {@link IsapiAlert}. The message is `reason` plus a one-line detail of at
+ * most 120 characters, which may quote a few characters of the input (parser
+ * messages do); for logging the body itself use {@link previewBody}.
+ */
 export class IsapiParseError extends Error {
   readonly reason: IsapiParseReason;
 
@@ -125,6 +130,7 @@ const MAX_CHANNEL_NAME = 200;
 const MAX_HINT = 128;
 const MAX_INT = 2_147_483_647;
 const SEARCH_MAX_DEPTH = 4;
+const REGION_MAX_DEPTH = 3;
 const SEARCH_MAX_NODES = 2_000;
 const SEARCH_MAX_ARRAY_ITEMS = 16;
 const MAX_PARTS = 64;
@@ -132,6 +138,7 @@ const MAX_BOUNDARY = 200;
 const MAX_PART_HEADERS = 32;
 const MAX_HEADER_BLOCK = 8 * 1024;
 const BINARY_SAMPLE = 4096;
+const EAGER_REPAIR_LIMIT = 256 * 1024;
 
 const xmlParser = new XMLParser({
   removeNSPrefix: true,
@@ -158,7 +165,7 @@ const xmlParser = new XMLParser({
  */
 export function normaliseEventType(raw: string): string {
   const lower = raw.trim().toLowerCase();
-  const stripped = lower.replace(/-\d+$/, '');
+  const stripped = lower.replace(/-\d+$/, '').trim();
   return stripped.length > 0 ? stripped : lower;
 }
 
@@ -182,7 +189,9 @@ export function classifyAlert(a: IsapiAlert): AlertKind {
  *
  * Tolerates: a UTF-8 BOM and leading junk before the first `<`; any namespace,
  * prefix or none (names are matched case-insensitively after dropping
- * prefixes); unescaped `&` in text; a root other than `EventNotificationAlert`
+ * prefixes); unescaped `&` in text (escaped to `&amp;` before parsing; for
+ * documents over 256 KiB only on the retry, the parser keeping such an `&`
+ * literally anyway); a root other than `EventNotificationAlert`
  * when an element a few levels down holds `eventType` directly; unquoted or
  * unterminated attribute values and a truncated trailing tag (retried once with
  * attributes stripped and the partial tag cut).
@@ -195,13 +204,19 @@ export function parseAlertXml(text: string): IsapiAlert {
   const s = prepareText(text);
   const lt = s.indexOf('<');
   if (lt < 0) throw new IsapiParseError('malformed-xml', 'no markup');
-  const repaired = repairAmpersands(lt > 0 ? s.slice(lt) : s);
+  const markup = lt > 0 ? s.slice(lt) : s;
+  // Real alerts are a few KiB: repair them up front. For huge bodies the repair
+  // would multiply the parser's work (every bare & becomes &amp;), and the
+  // parser already keeps an & that starts no known entity, so repair only if
+  // the first attempt fails.
+  const eager = markup.length <= EAGER_REPAIR_LIMIT;
+  const firstAttempt = eager ? repairAmpersands(markup) : markup;
   let doc: unknown;
   try {
-    doc = xmlParser.parse(repaired);
+    doc = xmlParser.parse(firstAttempt);
   } catch (first) {
     try {
-      doc = xmlParser.parse(stripAttributes(cutPartialTag(repaired)));
+      doc = xmlParser.parse(stripAttributes(cutPartialTag(eager ? firstAttempt : repairAmpersands(markup))));
     } catch {
       throw new IsapiParseError('malformed-xml', errorMessage(first), { cause: first });
     }
@@ -387,18 +402,15 @@ function isObject(v: unknown): v is Obj {
 /** Breadth-first, bounded: the first object that is (the child) `EventNotificationAlert` or holds `eventType` directly. */
 function findAlertObject(root: unknown): Obj | null {
   const queue: Array<{ v: unknown; depth: number }> = [{ v: root, depth: 0 }];
-  let visited = 0;
-  for (let i = 0; i < queue.length && visited < SEARCH_MAX_NODES; i++) {
+  for (let i = 0; i < queue.length; i++) {
     const entry = queue[i];
     if (entry === undefined) break;
     const { v, depth } = entry;
     if (Array.isArray(v)) {
-      const n = Math.min(v.length, SEARCH_MAX_ARRAY_ITEMS);
-      for (let j = 0; j < n; j++) queue.push({ v: v[j], depth });
+      if (depth < SEARCH_MAX_DEPTH) enqueueChildren(queue, v.slice(0, SEARCH_MAX_ARRAY_ITEMS), depth + 1);
       continue;
     }
     if (!isObject(v)) continue;
-    visited++;
     let hasEventType = false;
     for (const key of Object.keys(v)) {
       const lower = key.toLowerCase();
@@ -410,14 +422,17 @@ function findAlertObject(root: unknown): Obj | null {
       }
     }
     if (hasEventType) return v;
-    if (depth < SEARCH_MAX_DEPTH) {
-      for (const key of Object.keys(v)) {
-        const child = v[key];
-        if (typeof child === 'object' && child !== null) queue.push({ v: child, depth: depth + 1 });
-      }
-    }
+    if (depth < SEARCH_MAX_DEPTH) enqueueChildren(queue, Object.values(v), depth + 1);
   }
   return null;
+}
+
+/** Queues object/array children, never letting the queue exceed SEARCH_MAX_NODES. */
+function enqueueChildren(queue: Array<{ v: unknown; depth: number }>, children: unknown[], depth: number): void {
+  for (const child of children) {
+    if (queue.length >= SEARCH_MAX_NODES) return;
+    if (typeof child === 'object' && child !== null) queue.push({ v: child, depth });
+  }
 }
 
 function hasEventTypeField(o: Obj): boolean {
@@ -490,8 +505,11 @@ function buildAlert(o: Obj): IsapiAlert {
   const rawScalar = scalar(f.get('eventtype'));
   const rawEventType = rawScalar === null ? '' : rawScalar.slice(0, 1024).replace(CONTROL_CHARS, '').trim();
   if (rawEventType.length === 0) throw new IsapiParseError('missing-event-type', 'eventType is empty');
-  if (rawEventType.length > MAX_EVENT_TYPE) throw new IsapiParseError('invalid-event-type', `eventType longer than ${MAX_EVENT_TYPE} characters`);
   const eventType = normaliseEventType(rawEventType);
+  // Checked after lower-casing too: a few characters grow when lower-cased.
+  if (rawEventType.length > MAX_EVENT_TYPE || eventType.length > MAX_EVENT_TYPE) {
+    throw new IsapiParseError('invalid-event-type', `eventType longer than ${MAX_EVENT_TYPE} characters`);
+  }
 
   const stateWord = text(f, 32, 'eventstate');
   const state: IsapiAlert['state'] = stateWord !== null && stateWord.toLowerCase() === 'inactive' ? 'inactive' : 'active';
@@ -528,13 +546,12 @@ function buildAlert(o: Obj): IsapiAlert {
 function findRegionId(alert: Obj): string | null {
   const queue: Array<{ v: unknown; depth: number }> = [{ v: alert, depth: 0 }];
   let list: unknown;
-  for (let i = 0; i < queue.length && i < SEARCH_MAX_NODES; i++) {
+  for (let i = 0; i < queue.length; i++) {
     const entry = queue[i];
     if (entry === undefined) break;
     const { v, depth } = entry;
     if (Array.isArray(v)) {
-      const n = Math.min(v.length, SEARCH_MAX_ARRAY_ITEMS);
-      for (let j = 0; j < n; j++) queue.push({ v: v[j], depth });
+      if (depth < REGION_MAX_DEPTH) enqueueChildren(queue, v.slice(0, SEARCH_MAX_ARRAY_ITEMS), depth + 1);
       continue;
     }
     if (!isObject(v)) continue;
@@ -544,12 +561,7 @@ function findRegionId(alert: Obj): string | null {
       list = v[hit];
       break;
     }
-    if (depth < 3) {
-      for (const key of keys) {
-        const child = v[key];
-        if (typeof child === 'object' && child !== null) queue.push({ v: child, depth: depth + 1 });
-      }
-    }
+    if (depth < REGION_MAX_DEPTH) enqueueChildren(queue, Object.values(v), depth + 1);
   }
   if (list === undefined) return null;
   // Entries: list.DetectionRegionEntry (object or array), or an array of entries.
@@ -736,8 +748,8 @@ function parseTextual(buf: Buffer, mime: string): IsapiAlert {
 
 function errorMessage(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
-  // Parser messages can quote input; keep them short.
-  return msg.slice(0, 120);
+  // Parser messages can quote input: keep them short and on one line.
+  return msg.slice(0, 120).replace(/[\u0000-\u001F\u007F]/g, ' ');
 }
 
 // ---------------------------------------------------------------------------
