@@ -14,6 +14,12 @@ const REQUEST_ERROR_CODES = new Set([
   'PERSISTED_QUERY_NOT_SUPPORTED',
 ]);
 
+function codesInChain(error: unknown): unknown[] {
+  const codes: unknown[] = [];
+  for (let e = error, i = 0; e instanceof GraphQLError && i < 5; e = e.originalError, i++) codes.push(e.extensions?.code);
+  return codes;
+}
+
 function originalOf(error: unknown): unknown {
   let e = error;
   while (e instanceof GraphQLError && e.originalError && e.originalError !== e) e = e.originalError;
@@ -43,10 +49,14 @@ export function formatGraphqlError(
     }
   }
   const existing = formatted.extensions?.code;
-  if (typeof existing === 'string' && (existing === ErrorCode.QUERY_TOO_COMPLEX || REQUEST_ERROR_CODES.has(existing))) {
+  // Limit rules and the introspection gate tag their errors; Apollo re-wraps validation errors
+  // (as GRAPHQL_VALIDATION_FAILED), so look down the chain for the tag.
+  const tagged = codesInChain(error).find((c) => c === ErrorCode.QUERY_TOO_COMPLEX || c === ErrorCode.UNAUTHENTICATED);
+  if (tagged) return { message: formatted.message, ...base, extensions: withId({ code: tagged }) };
+  if (typeof existing === 'string' && REQUEST_ERROR_CODES.has(existing)) {
     let message = formatted.message;
     if (opts.production) message = message.replace(/ Did you mean .*$/s, '');
-    return { message, ...base, extensions: withId({ code: existing === ErrorCode.QUERY_TOO_COMPLEX ? existing : ErrorCode.BAD_USER_INPUT }) };
+    return { message, ...base, extensions: withId({ code: ErrorCode.BAD_USER_INPUT }) };
   }
   // graphql-js coercion errors (wrong variable types etc.) arrive without a code and without an original error.
   if (error instanceof GraphQLError && !error.originalError && !existing && !formatted.path) {
