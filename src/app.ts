@@ -9,18 +9,33 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { accessTokenSigner, loadSigningKey } from './accounts/access-tokens';
+import { accessTokenSigner, deriveSecretKey, loadSigningKey } from './accounts/access-tokens';
+import { createApiKeyService } from './accounts/api-key.service';
 import { createAuthService } from './accounts/auth.service';
+import { createPasswordResetService } from './accounts/password-reset.service';
+import { aesGcmSecretBox, createSecondFactorVerifier, createTotpService } from './accounts/totp.service';
 import type { Config } from './config';
 import { openDb, type DbHandle } from './db/index';
+import { createDeviceService, createProvisioningService, type DeviceCommands } from './devices/index';
+import { createDeviceRegistry, type DeviceRegistry } from './devices/device-registry';
+import { createDeviceWsServer } from './devices/device-ws';
+import { isapiIngest } from './devices/isapi-ingest';
+import { loadAdminToken, registerAdminRoutes } from './http/admin.routes';
+import { edgePlugin, limitRules, withinTokenLimit } from './http/graphql-edge';
+import { registerGraphiqlRoutes } from './http/graphiql.routes';
 import { formatGraphqlError } from './http/graphql-errors';
 import { serveGraphqlWs } from './http/graphql-ws';
 import { createMetrics, type Metrics } from './http/metrics';
 import { limiterFactory } from './lib/rate-limit';
+import { sha256 } from './lib/secrets';
+import { createDeliveryWorker, transportsFor } from './notify/index';
 import { buildGraphqlSchema } from './resolvers/index';
-import type { GraphqlContext } from './schema/context';
+import { createLoaders, type GraphqlContext } from './schema/context';
 import type { Services } from './services';
+import { createAlarmStore, type AlarmStore } from './streams/alarm-store';
+import { createAlarmService } from './streams/alarm.service';
 import { createEventBus, type EventBus } from './streams/event-bus';
+import { createRetentionJob } from './streams/retention';
 
 export interface AppOverrides {
   /** Time source for every service; tests move it to expire codes and tokens. */
@@ -28,6 +43,10 @@ export interface AppOverrides {
   logger?: Logger;
   /** Prefix for Redis keys and channels; tests give each app its own. Default `vigil:`. */
   redisPrefix?: string;
+  /** Commands to connected devices (unbind); default: the connection registry's, or none yet. */
+  deviceCommands?: DeviceCommands;
+  /** Device-channel timings (tests shorten them). Defaults: hello 5000 ms, heartbeat 30 s, sweep every 5000 ms. */
+  deviceTimings?: { helloTimeoutMs?: number; heartbeatSeconds?: number; sweepIntervalMs?: number };
 }
 
 export interface App {
@@ -42,6 +61,11 @@ export interface App {
   readonly metrics: Metrics;
   readonly log: Logger;
   readonly fastify: FastifyInstance;
+  /** The operator token for /admin/* (ADMIN_TOKEN, the data dir's admin-token, or a random one for ':memory:'). */
+  readonly adminToken: string;
+  /** The device-connection registry (tests call its sweeper directly). */
+  readonly registry: DeviceRegistry;
+  readonly alarmStore: AlarmStore;
 }
 
 /** A long-lived background loop (outbox delivery, sweepers) started and stopped with the app. */
@@ -102,7 +126,13 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const limiters = limiterFactory(redis, redisPrefix);
   const db = dbHandle.db;
   const workers: Worker[] = [];
+  // Outbox delivery; services kick it after committing a transaction that queued messages.
+  const delivery = createDeliveryWorker({ db, clock, log, transports: transportsFor(config, log) });
+  workers.push(delivery);
 
+  // TOTP secrets must stay reversible, so they are encrypted at rest with a key derived from the signing key.
+  const totpBox = aesGcmSecretBox(deriveSecretKey(signingKey, 'totp-secrets v1'));
+  const apiKeys = createApiKeyService({ db, clock, limiters });
   const auth = createAuthService({
     db,
     clock,
@@ -110,11 +140,56 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     limiters,
     limits: config.limits,
     refreshTokenTtlS: config.refreshTokenTtlS,
-    secondFactor: { verify: async () => false },
-    apiKeys: { looksLikeApiKey: () => false, authenticate: async () => null },
-    onOutbox: () => {},
+    secondFactor: createSecondFactorVerifier({ clock, box: totpBox }),
+    apiKeys,
+    onOutbox: delivery.kick,
   });
-  const services: Services = { auth };
+  const totp = createTotpService({ db, clock, box: totpBox, limiters, confirmPassword: auth.confirmPassword, onOutbox: delivery.kick });
+  const passwordReset = createPasswordResetService({
+    db,
+    clock,
+    log,
+    limiters,
+    limits: config.limits,
+    publicUrl: config.publicUrl,
+    codeKey: deriveSecretKey(signingKey, 'password-reset-codes v1'),
+    auth,
+    onOutbox: delivery.kick,
+  });
+  workers.push(passwordReset.worker);
+  const alarmStore = createAlarmStore({ db, clock, bus, log, quietEndS: config.alarmQuietEndS });
+  const registry = createDeviceRegistry({
+    db,
+    clock,
+    bus,
+    log,
+    nodeId: config.nodeId,
+    alarms: alarmStore,
+    limiters,
+    isapiOfflineAfterS: config.deviceOfflineAfterS,
+    ...overrides.deviceTimings,
+  });
+  workers.push(registry);
+  workers.push(createRetentionJob({ db, clock, log, store: alarmStore, nodeId: config.nodeId, retentionDays: config.alarmRetentionDays }));
+  // The devices service's seam: must not throw (the unbind stands; the device learns at its next hello).
+  const registryCommands: DeviceCommands = {
+    sendUnbind: (deviceId) => registry.sendUnbind(deviceId).catch((err) => log.warn({ err, deviceId }, 'could not queue the unbind command')),
+  };
+  const devices = createDeviceService({
+    db,
+    clock,
+    limiters,
+    bus,
+    // Seam for the connection registry (issue 4): replace with its implementation.
+    commands: overrides.deviceCommands ?? registryCommands,
+    confirmPassword: auth.confirmPassword,
+    onOutbox: delivery.kick,
+    log: log.child({ component: 'devices' }),
+  });
+  const provisioning = createProvisioningService({ db, clock });
+  const adminToken = loadAdminToken(config.adminToken, config.dataDir);
+  const alarms = createAlarmService({ clock, store: alarmStore, quietEndS: config.alarmQuietEndS });
+  const services: Services = { auth, totp, apiKeys, passwordReset, devices, alarms };
 
   const schema = await buildGraphqlSchema();
   const fastify = Fastify({
@@ -123,7 +198,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.limits.bodyBytes,
     genReqId: () => randomUUID(),
-    trustProxy: false,
+    trustProxy: config.trustProxy,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   });
@@ -166,13 +241,15 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
 
   const apollo = new ApolloServer<GraphqlContext>({
     schema,
-    introspection: !config.production,
+    // Always on here; edgePlugin closes it to anonymous callers in production.
+    introspection: true,
+    validationRules: [...limitRules],
     includeStacktraceInErrorResponses: false,
     hideSchemaDetailsFromClientErrors: config.production,
     csrfPrevention: true,
     allowBatchedHttpRequests: false,
     formatError: (formatted, error) => formatGraphqlError(formatted, error, { production: config.production, log }),
-    plugins: [fastifyApolloDrainPlugin(fastify), ApolloServerPluginCacheControlDisabled(), ApolloServerPluginLandingPageDisabled(), observabilityPlugin],
+    plugins: [fastifyApolloDrainPlugin(fastify), ApolloServerPluginCacheControlDisabled(), ApolloServerPluginLandingPageDisabled(), edgePlugin(schema, config.production), observabilityPlugin],
   });
   await apollo.start();
   closers.unshift(() => apollo.stop());
@@ -190,16 +267,63 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
 
   const contextFor = async (request: { headers: Record<string, string | string[] | undefined>; ip: string; id: string }): Promise<GraphqlContext> => {
     const authorization = request.headers.authorization;
+    const caller = await auth.authenticate(typeof authorization === 'string' ? authorization : undefined);
     return {
-      caller: await auth.authenticate(typeof authorization === 'string' ? authorization : undefined),
+      caller,
       meta: { ip: request.ip, userAgent: typeof request.headers['user-agent'] === 'string' ? request.headers['user-agent'] : null },
       requestId: request.id,
       services,
+      loaders: createLoaders(services, caller),
       log,
     };
   };
-  fastify.route({ url: '/graphql', method: ['GET', 'POST', 'OPTIONS'], handler: fastifyApolloHandler(apollo, { context: contextFor }) });
+  const graphqlError = (code: string, message: string, requestId: string, extra: Record<string, unknown> = {}) => ({
+    errors: [{ message, extensions: { code, requestId, ...extra } }],
+  });
+  const httpByIp = limiters.create('http-ip', config.limits.httpPerIpPerMin, 60);
+  const httpByToken = limiters.create('http-token', config.limits.httpPerTokenPerMin, 60);
+  const apolloHandler = fastifyApolloHandler(apollo, { context: contextFor });
+  fastify.route({
+    url: '/graphql',
+    method: ['GET', 'POST', 'OPTIONS'],
+    async preHandler(request, reply) {
+      const authorization = request.headers.authorization;
+      const waits = await Promise.all([
+        httpByIp.consume(request.ip),
+        typeof authorization === 'string' ? httpByToken.consume(sha256(authorization)) : Promise.resolve(0),
+      ]);
+      const wait = Math.max(...waits);
+      if (wait > 0) {
+        return reply.code(429).header('retry-after', String(wait)).send(graphqlError('RATE_LIMITED', 'Too many requests', request.id, { retryAfterSeconds: wait }));
+      }
+      const body = request.body as { query?: unknown } | unknown[] | undefined;
+      const query = Array.isArray(body) ? undefined : (body?.query ?? (request.query as { query?: unknown })?.query);
+      if (typeof query === 'string' && !withinTokenLimit(query)) {
+        return reply.code(400).send(graphqlError('QUERY_TOO_COMPLEX', 'Query has too many tokens', request.id));
+      }
+      return undefined;
+    },
+    async handler(request, reply) {
+      // graphql-js cannot abort a running execution, but the client gets a bounded wait and the
+      // database bounds each statement (statement_timeout on Postgres).
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<'timeout'>((resolve) => {
+        timer = setTimeout(() => resolve('timeout'), config.limits.operationTimeoutMs);
+      });
+      try {
+        const result = await Promise.race([apolloHandler.call(this, request as never, reply as never), timeout]);
+        if (result !== 'timeout') return result;
+        request.log.warn({ requestId: request.id }, 'graphql operation timed out');
+        return reply.code(503).send(graphqlError('QUERY_TOO_COMPLEX', 'The operation took too long', request.id));
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  });
 
+  registerGraphiqlRoutes(fastify);
+  registerAdminRoutes(fastify, { token: adminToken, provisioning, limiters, log });
+  await fastify.register(isapiIngest({ db, clock, log, registry, alarms: alarmStore, bodyLimit: config.limits.isapiBodyBytes, metricsRegistry: metrics.registry }));
   fastify.get('/healthz', async () => ({ status: 'ok' }));
   fastify.get('/readyz', async (_req, reply) => {
     try {
@@ -227,12 +351,23 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     log,
     metrics,
     production: config.production,
-    validationRules: [],
+    validationRules: limitRules,
     maxSubscriptionsPerConnection: 50,
     clientIp: (req) => req.socket.remoteAddress ?? 'unknown',
   });
   graphqlWss.on('connection', (socket) => {
     sockets.add(socket);
+    // graphql-ws has no message limit of its own: a flood closes the socket (1008 policy violation).
+    let windowStart = Date.now();
+    let messages = 0;
+    socket.on('message', () => {
+      const now = Date.now();
+      if (now - windowStart >= 1000) {
+        windowStart = now;
+        messages = 0;
+      }
+      if (++messages > config.limits.wsMessagesPerS) socket.close(1008, 'Too many messages');
+    });
     metrics.openWebSockets.inc({ endpoint: 'graphql' });
     socket.once('close', () => {
       sockets.delete(socket);
@@ -240,6 +375,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     });
   });
   upgrades.set('/graphql', (req, socket, head) => graphqlWss.handleUpgrade(req, socket, head, (ws) => graphqlWss.emit('connection', ws, req)));
+  const deviceWs = createDeviceWsServer({ registry, log, metrics });
+  upgrades.set('/devices/ws', deviceWs.handleUpgrade);
   fastify.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const pathname = new URL(req.url ?? '/', 'http://x').pathname;
     const handler = upgrades.get(pathname);
@@ -262,6 +399,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     metrics,
     log,
     fastify,
+    adminToken,
+    registry,
+    alarmStore,
     async start(port = config.port) {
       const address = await fastify.listen({ port, host: config.host });
       url = address.replace('[::1]', '127.0.0.1');
@@ -273,6 +413,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       if (stopping) return;
       stopping = true;
       for (const s of sockets) s.close(1001, 'server shutting down');
+      // Device sockets first: their OFFLINE records need the database, and open upgraded sockets would hold fastify.close().
+      await registry.stop();
+      await deviceWs.close();
       await graphqlWs.dispose();
       await fastify.close(); // Apollo's drain plugin waits for in-flight requests
       await Promise.allSettled(workers.map((w) => w.stop()));

@@ -47,6 +47,12 @@ const envSchema = z.object({
   REFRESH_TOKEN_TTL_S: positiveInt.default(30 * 24 * 3600),
   ALARM_QUIET_END_S: positiveInt.default(10),
   ALARM_RETENTION_DAYS: positiveInt.default(90),
+  REGISTER_MAX_PER_IP: positiveInt.default(20),
+  HTTP_RATE_PER_IP: positiveInt.default(1200),
+  HTTP_RATE_PER_TOKEN: positiveInt.default(600),
+  OPERATION_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(15_000),
+  WS_MESSAGES_PER_S: positiveInt.default(50),
+  TRUST_PROXY: z.enum(['true', 'false', '1', '0']).default('false').transform((v) => v === 'true' || v === '1'),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -77,7 +83,18 @@ export interface Config {
     resetPerLogin: number;
     resetPerIp: number;
     resetWindowS: number;
+    /** Sign-ups per hour per client IP (slows account enumeration through `register`). */
+    registerPerIpPerHour: number;
+    /** GraphQL-over-HTTP requests per minute per client IP and per bearer credential. */
+    httpPerIpPerMin: number;
+    httpPerTokenPerMin: number;
+    /** Longest an HTTP GraphQL operation may run before the client gets an error. */
+    operationTimeoutMs: number;
+    /** Messages per second one GraphQL WebSocket may send before it is closed. */
+    wsMessagesPerS: number;
   };
+  /** Take the client IP from X-Forwarded-For (only behind a trusted load balancer). */
+  trustProxy: boolean;
   accessTokenTtlS: number;
   refreshTokenTtlS: number;
   alarmQuietEndS: number;
@@ -123,7 +140,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       resetPerLogin: e.RESET_MAX_PER_LOGIN,
       resetPerIp: e.RESET_MAX_PER_IP,
       resetWindowS: e.RESET_WINDOW_S,
+      registerPerIpPerHour: e.REGISTER_MAX_PER_IP,
+      httpPerIpPerMin: e.HTTP_RATE_PER_IP,
+      httpPerTokenPerMin: e.HTTP_RATE_PER_TOKEN,
+      operationTimeoutMs: e.OPERATION_TIMEOUT_MS,
+      wsMessagesPerS: e.WS_MESSAGES_PER_S,
     },
+    trustProxy: e.TRUST_PROXY,
     accessTokenTtlS: e.ACCESS_TOKEN_TTL_S,
     refreshTokenTtlS: e.REFRESH_TOKEN_TTL_S,
     alarmQuietEndS: e.ALARM_QUIET_END_S,

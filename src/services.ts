@@ -1,4 +1,9 @@
+import type { ApiKeyService } from './accounts/api-key.service';
 import type { AuthService } from './accounts/auth.service';
+import type { PasswordResetService } from './accounts/password-reset.service';
+import type { TotpService } from './accounts/totp.service';
+import type { DeviceService } from './devices/device.service';
+import type { AlarmService } from './streams/alarm.service';
 
 /**
  * Every service the API reaches, built once per app in src/app.ts (the composition root) and
@@ -6,4 +11,9 @@ import type { AuthService } from './accounts/auth.service';
  */
 export interface Services {
   auth: AuthService;
+  totp: TotpService;
+  apiKeys: ApiKeyService;
+  passwordReset: PasswordResetService;
+  devices: DeviceService;
+  alarms: AlarmService;
 }

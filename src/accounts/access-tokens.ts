@@ -1,6 +1,6 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { randomUUID } from 'node:crypto';
+import { hkdfSync, randomUUID } from 'node:crypto';
 import {
   calculateJwkThumbprint,
   exportJWK,
@@ -32,11 +32,19 @@ export interface AccessTokenSigner {
 
 type Key = CryptoKey | KeyObject;
 
+export interface SigningKey {
+  privateKey: Key;
+  publicKey: Key;
+  kid: string;
+  /** The Ed25519 private seed; only for deriving other keys (deriveSecretKey). */
+  seed: Buffer;
+}
+
 /**
  * Ed25519 key from `JWT_PRIVATE_KEY` (JWK JSON or PKCS8 PEM), else from `<dataDir>/jwt-key.json`,
  * generated (mode 0600) on first start. A ':memory:' data dir gets a throwaway key.
  */
-export async function loadSigningKey(configured: string | undefined, dataDir: string): Promise<{ privateKey: Key; publicKey: Key; kid: string }> {
+export async function loadSigningKey(configured: string | undefined, dataDir: string): Promise<SigningKey> {
   let jwk: JWK;
   if (configured) {
     if (configured.trim().startsWith('{')) {
@@ -64,7 +72,16 @@ export async function loadSigningKey(configured: string | undefined, dataDir: st
   const privateKey = await importJWK({ ...jwk, alg: 'EdDSA' }, 'EdDSA');
   const publicKey = await importJWK({ ...publicJwk, alg: 'EdDSA' }, 'EdDSA');
   const kid = await calculateJwkThumbprint(publicJwk);
-  return { privateKey: privateKey as Key, publicKey: publicKey as Key, kid };
+  return { privateKey: privateKey as Key, publicKey: publicKey as Key, kid, seed: Buffer.from(jwk.d, 'base64url') };
+}
+
+/**
+ * A 256-bit key for `purpose` (e.g. encrypting TOTP secrets), derived with HKDF-SHA256 from the
+ * signing key's private seed. Every node that shares JWT_PRIVATE_KEY (as a cluster must) derives
+ * the same key; replacing the signing key replaces every derived key too.
+ */
+export function deriveSecretKey(key: Pick<SigningKey, 'seed'>, purpose: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', key.seed, 'vigil-derived-keys', purpose, 32));
 }
 
 export function accessTokenSigner(key: { privateKey: Key; publicKey: Key; kid: string }, ttlSeconds: number, now: () => Date): AccessTokenSigner {

@@ -51,7 +51,7 @@ export interface AuthServiceDeps {
   clock: () => Date;
   signer: AccessTokenSigner;
   limiters: LimiterFactory;
-  limits: { loginPerAccount: number; loginPerIp: number; loginWindowS: number };
+  limits: { loginPerAccount: number; loginPerIp: number; loginWindowS: number; registerPerIpPerHour: number };
   refreshTokenTtlS: number;
   secondFactor: SecondFactorVerifier;
   apiKeys: ApiKeyAuthenticator;
@@ -82,7 +82,7 @@ export function createAuthService(deps: AuthServiceDeps) {
   const { db, clock } = deps;
   const loginByAccount = deps.limiters.create('login-account', deps.limits.loginPerAccount, deps.limits.loginWindowS);
   const loginByIp = deps.limiters.create('login-ip', deps.limits.loginPerIp, deps.limits.loginWindowS);
-  const registerByIp = deps.limiters.create('register-ip', 20, 3600);
+  const registerByIp = deps.limiters.create('register-ip', deps.limits.registerPerIpPerHour, 3600);
 
   async function findUserByLogin(executor: Db, login: Login): Promise<UserRow | undefined> {
     const column = login.kind === 'email' ? tables.users.email : tables.users.phone;
@@ -116,6 +116,23 @@ export function createAuthService(deps: AuthServiceDeps) {
 
   async function recordFailedLogin(accountKey: string, ip: string) {
     await Promise.all([loginByAccount.consume(accountKey), loginByIp.consume(ip)]);
+  }
+
+  /**
+   * Step-up check for sensitive actions (change password, disable 2FA, unbind a device): the
+   * account's own password, limited like login attempts. Returns the user row; throws
+   * INVALID_CREDENTIALS or RATE_LIMITED.
+   */
+  async function confirmPassword(userId: string, password: unknown, meta: RequestMeta): Promise<UserRow> {
+    const value = parseInput(passwordInput, password);
+    const accountKey = `user:${userId}`;
+    await limitLogin(accountKey, meta.ip);
+    const [user] = await db.select().from(tables.users).where(eq(tables.users.id, userId)).limit(1);
+    if (!(await verifyPassword(user?.passwordHash ?? null, value)) || !user) {
+      await recordFailedLogin(accountKey, meta.ip);
+      throw new AccountError('INVALID_CREDENTIALS', 'The password is wrong');
+    }
+    return user;
   }
 
   return {
@@ -236,15 +253,8 @@ export function createAuthService(deps: AuthServiceDeps) {
 
     async changePassword(caller: Caller | null, currentPassword: unknown, newPassword: unknown, meta: RequestMeta): Promise<boolean> {
       const c = requireSessionCaller(caller);
-      const current = parseInput(passwordInput, currentPassword);
       const next = parseInput(passwordInput, newPassword);
-      const accountKey = `user:${c.userId}`;
-      await limitLogin(accountKey, meta.ip);
-      const [user] = await db.select().from(tables.users).where(eq(tables.users.id, c.userId)).limit(1);
-      if (!user || !(await verifyPassword(user.passwordHash, current))) {
-        await recordFailedLogin(accountKey, meta.ip);
-        throw new AccountError('INVALID_CREDENTIALS', 'Current password is wrong');
-      }
+      const user = await confirmPassword(c.userId, currentPassword, meta);
       assertPasswordPolicy(next, user);
       const passwordHash = await hashPassword(next);
       const contact = contactOf(user);
@@ -308,6 +318,7 @@ export function createAuthService(deps: AuthServiceDeps) {
     },
 
     findUserByLogin,
+    confirmPassword,
     revokeAllSessions: (executor: Db, userId: string, reason: string) => revokeSessions(executor, eq(tables.sessions.userId, userId), reason),
   };
 }

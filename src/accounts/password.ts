@@ -37,7 +37,8 @@ export async function verifyPassword(hash: string | null, password: string): Pro
   }
 }
 
-export const passwordNeedsRehash = (hash: string) => argon2.needsRehash(hash, ARGON2_OPTIONS);
+/** True for a hash made with other parameters or another argon2 variant (argon2's own check ignores the variant). */
+export const passwordNeedsRehash = (hash: string) => !hash.startsWith('$argon2id$') || argon2.needsRehash(hash, ARGON2_OPTIONS);
 
 /**
  * Throws WEAK_PASSWORD with a human reason when the password fails the policy: length 8..128,

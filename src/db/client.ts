@@ -22,6 +22,24 @@ export interface DbHandle {
   /** Cheap liveness probe for /readyz. */
   ping(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Calls `listener` with the SQL text of every statement run through `db` until the returned
+   * function is called (transaction BEGIN/COMMIT are not included). For tests and diagnostics,
+   * e.g. counting the statements one GraphQL request costs.
+   */
+  observeStatements(listener: (sql: string) => void): () => void;
+}
+
+/** drizzle's logger hook fanned out to whoever observes; costs one empty loop when no one does. */
+function statementObservers() {
+  const listeners = new Set<(sql: string) => void>();
+  return {
+    logger: { logQuery: (query: string) => listeners.forEach((l) => l(query)) },
+    observeStatements(listener: (sql: string) => void) {
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
+    },
+  };
 }
 
 export const migrationsFolder = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../migrations');
@@ -40,9 +58,11 @@ export async function openDb(options: OpenDbOptions): Promise<DbHandle> {
   if (options.databaseUrl) {
     const url = options.databaseUrl;
     const client = postgres(url, { max: options.poolSize ?? 10, onnotice: () => {}, connection: { application_name: 'vigil' } });
-    const db = drizzlePostgres({ client, schema, casing }) as unknown as Db;
+    const observers = statementObservers();
+    const db = drizzlePostgres({ client, schema, casing, logger: observers.logger }) as unknown as Db;
     return {
       db,
+      observeStatements: observers.observeStatements,
       kind: 'postgres',
       async migrate() {
         // Its own single connection, so the migrator's advisory work never shares a pooled session.
@@ -70,9 +90,11 @@ export async function openDb(options: OpenDbOptions): Promise<DbHandle> {
   }
   const client = dataPath ? new PGlite(dataPath) : new PGlite();
   await client.waitReady;
-  const db = drizzlePglite({ client, schema, casing }) as unknown as Db;
+  const observers = statementObservers();
+  const db = drizzlePglite({ client, schema, casing, logger: observers.logger }) as unknown as Db;
   return {
     db,
+    observeStatements: observers.observeStatements,
     kind: 'pglite',
     async migrate() {
       await migratePglite(drizzlePglite({ client, casing }), { migrationsFolder });

@@ -96,7 +96,11 @@ export function assertCost(schema: GraphQLSchema, document: DocumentNode, variab
       maxQueryNodes: 20_000,
     });
   } catch (e) {
-    throw tooComplex(e instanceof Error ? e.message : 'Query is too complex');
+    const message = e instanceof Error ? e.message : '';
+    if (/query nodes/i.test(message)) throw tooComplex('Query is too complex');
+    // Anything else (variables of the wrong type, unknown operation) is left for execution to
+    // report as BAD_USER_INPUT, which it does with a precise message.
+    return;
   }
   if (cost > GRAPHQL_LIMITS.maxCost) throw tooComplex(`Query cost ${cost} exceeds the limit of ${GRAPHQL_LIMITS.maxCost}`);
 }

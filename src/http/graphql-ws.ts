@@ -4,8 +4,9 @@ import { useServer } from 'graphql-ws/use/ws';
 import type { WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
 import type { Caller } from '../accounts/caller';
-import type { GraphqlContext } from '../schema/context';
+import { createLoaders, type GraphqlContext } from '../schema/context';
 import type { Services } from '../services';
+import { assertCost, withinTokenLimit } from './graphql-edge';
 import { formatGraphqlError } from './graphql-errors';
 import type { Metrics } from './metrics';
 
@@ -55,7 +56,8 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
         }
         let document;
         try {
-          document = parse(payload.query, { maxTokens: 5000 });
+          if (!withinTokenLimit(payload.query)) return [new GraphQLError('Query has too many tokens', { extensions: { code: 'QUERY_TOO_COMPLEX' } })];
+          document = parse(payload.query);
         } catch (e) {
           return [e instanceof GraphQLError ? e : new GraphQLError('Cannot parse the query', { extensions: { code: 'GRAPHQL_PARSE_FAILED' } })];
         }
@@ -64,6 +66,12 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
         if (!getOperationAST(document, payload.operationName)) {
           return [new GraphQLError('Unknown operation', { extensions: { code: 'OPERATION_RESOLUTION_FAILURE' } })];
         }
+        try {
+          assertCost(schema, document, payload.variables ?? undefined, payload.operationName);
+        } catch (e) {
+          if (e instanceof GraphQLError) return [e];
+          throw e;
+        }
         st.operations++;
         const request = ctx.extra.request;
         const contextValue: GraphqlContext = {
@@ -71,6 +79,8 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
           meta: { ip: opts.clientIp(request), userAgent: request.headers['user-agent'] ?? null },
           requestId: `ws-${id}`,
           services,
+          // A subscription keeps this context for all its events: no memoised devices there.
+          loaders: createLoaders(services, st.caller, { cache: getOperationAST(document, payload.operationName)?.operation !== 'subscription' }),
           log,
         };
         return { schema, document, variableValues: payload.variables ?? undefined, operationName: payload.operationName ?? undefined, contextValue };

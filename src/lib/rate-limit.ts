@@ -8,6 +8,8 @@ export interface Limiter {
   blockedFor(key: string): Promise<number>;
   /** Forgets `key` (e.g. after a successful login). */
   reset(key: string): Promise<void>;
+  /** Gives back points spent by `consume` (an attempt charged up front that turned out fine). */
+  refund(key: string, points?: number): Promise<void>;
 }
 
 export interface LimiterFactory {
@@ -42,6 +44,9 @@ export function limiterFactory(redis: Redis | undefined, prefix: string): Limite
         },
         async reset(key) {
           await impl.delete(key);
+        },
+        async refund(key, n = 1) {
+          await impl.reward(key, n);
         },
       };
     },

@@ -1,3 +1,4 @@
+import { and, asc, eq, inArray, isNull, lte, sql } from 'drizzle-orm';
 import { tables, type Db } from '../db/index';
 
 export type Channel = 'email' | 'sms';
@@ -8,6 +9,12 @@ export interface OutboxMessage {
   subject: string;
   body: string;
   kind: string;
+}
+
+/** A message claimed for delivery; `attempts` already counts the attempt about to be made. */
+export interface ClaimedMessage extends OutboxMessage {
+  id: number;
+  attempts: number;
 }
 
 /**
@@ -23,4 +30,62 @@ export function contactOf(user: { email: string | null; phone: string | null }):
   if (user.email) return { channel: 'email', recipient: user.email };
   if (user.phone) return { channel: 'sms', recipient: user.phone };
   return null;
+}
+
+/** Every address of the account: security notices go to all of them, so a hijacked channel is not the only one told. */
+export function contactsOf(user: { email: string | null; phone: string | null }): Array<{ channel: Channel; recipient: string }> {
+  const out: Array<{ channel: Channel; recipient: string }> = [];
+  if (user.email) out.push({ channel: 'email', recipient: user.email });
+  if (user.phone) out.push({ channel: 'sms', recipient: user.phone });
+  return out;
+}
+
+const pending = () => and(isNull(tables.outbox.sentAt), isNull(tables.outbox.failedAt));
+
+/**
+ * Claims up to `limit` due messages for this worker: locks them with `FOR UPDATE SKIP LOCKED` (so
+ * workers on other nodes pass over them), counts the attempt and leases them until `leaseUntil`.
+ * A worker that dies mid-send leaves the row pending; it becomes due again when the lease ends.
+ */
+export async function claimDueMessages(db: Db, now: Date, limit: number, leaseUntil: Date): Promise<ClaimedMessage[]> {
+  return db.transaction(async (tx) => {
+    const rows = await tx
+      .select({
+        id: tables.outbox.id,
+        channel: tables.outbox.channel,
+        recipient: tables.outbox.recipient,
+        subject: tables.outbox.subject,
+        body: tables.outbox.body,
+        kind: tables.outbox.kind,
+        attempts: tables.outbox.attempts,
+      })
+      .from(tables.outbox)
+      .where(and(pending(), lte(tables.outbox.nextAttemptAt, now)))
+      .orderBy(asc(tables.outbox.nextAttemptAt), asc(tables.outbox.id))
+      .limit(limit)
+      .for('update', { skipLocked: true });
+    if (rows.length === 0) return [];
+    await tx
+      .update(tables.outbox)
+      .set({ attempts: sql`${tables.outbox.attempts} + 1`, nextAttemptAt: leaseUntil })
+      .where(
+        inArray(
+          tables.outbox.id,
+          rows.map((r) => r.id),
+        ),
+      );
+    return rows.map((r) => ({ ...r, channel: r.channel as Channel, attempts: r.attempts + 1 }));
+  });
+}
+
+export async function markMessageSent(db: Db, id: number, now: Date): Promise<void> {
+  await db.update(tables.outbox).set({ sentAt: now, lastError: null }).where(and(eq(tables.outbox.id, id), pending()));
+}
+
+export async function scheduleMessageRetry(db: Db, id: number, at: Date, error: string): Promise<void> {
+  await db.update(tables.outbox).set({ nextAttemptAt: at, lastError: error }).where(and(eq(tables.outbox.id, id), pending()));
+}
+
+export async function markMessageFailed(db: Db, id: number, now: Date, error: string): Promise<void> {
+  await db.update(tables.outbox).set({ failedAt: now, lastError: error }).where(and(eq(tables.outbox.id, id), pending()));
 }

@@ -4,9 +4,14 @@ import { buildSchema } from 'type-graphql';
 import { DateTimeScalar } from '../schema/scalars';
 import '../schema/error-code';
 import { AccountResolver } from './account.resolver';
+import { AlarmResolver } from './alarm.resolver';
+import { ApiKeyResolver } from './api-key.resolver';
+import { DeviceConnectionResolver, DeviceResolver, UnbindResultResolver } from './device.resolver';
+import { ResetResolver } from './reset.resolver';
+import { TotpResolver } from './totp.resolver';
 
 /** Every resolver class of the API; add new ones here. */
-export const resolvers = [AccountResolver] as const;
+export const resolvers = [AccountResolver, TotpResolver, ApiKeyResolver, ResetResolver, DeviceResolver, DeviceConnectionResolver, UnbindResultResolver, AlarmResolver] as const;
 
 /** Builds the executable schema. Validation is done by the services (zod), not class-validator. */
 export function buildGraphqlSchema(): Promise<GraphQLSchema> {

@@ -1,5 +1,6 @@
 import { registerEnumType } from 'type-graphql';
 import { AccountError } from '../accounts/account.errors';
+import { DeviceError } from '../devices/device.errors';
 import { CommonError, DomainError, assertUnreachable } from '../lib/domain-error';
 
 /** The contract's ErrorCode: every error leaves the API as one of these. */
@@ -57,10 +58,24 @@ function accountCode(e: AccountError): ErrorCode {
   }
 }
 
+function deviceCode(e: DeviceError): ErrorCode {
+  switch (e.code) {
+    case 'INVALID_VERIFICATION_CODE':
+      return ErrorCode.INVALID_VERIFICATION_CODE;
+    case 'ALREADY_BOUND':
+      return ErrorCode.DEVICE_ALREADY_BOUND;
+    case 'SERIAL_TAKEN':
+      return ErrorCode.BAD_USER_INPUT;
+    default:
+      return assertUnreachable(e.code);
+  }
+}
+
 /** Maps a service error to the contract's ErrorCode; unknown errors are INTERNAL. */
 export function toErrorCode(error: unknown): ErrorCode {
   if (!(error instanceof DomainError)) return ErrorCode.INTERNAL;
   if (error instanceof CommonError) return commonCode(error);
   if (error instanceof AccountError) return accountCode(error);
+  if (error instanceof DeviceError) return deviceCode(error);
   return ErrorCode.INTERNAL;
 }

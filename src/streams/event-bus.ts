@@ -27,11 +27,24 @@ export interface SessionEndedPayload {
   sessionId: string;
 }
 
+/** Gateway-internal: a newer connection of the device took over; the node holding `connectionId` closes it (4409). */
+export interface DeviceReplacedPayload {
+  deviceId: string;
+  connectionId: string;
+}
+
+/** Gateway-internal: commands are waiting for the device; the node holding its WebSocket delivers them. */
+export interface DeviceCommandPayload {
+  deviceId: string;
+}
+
 export type TopicMap = {
   'device.status': [DeviceStatusPayload];
   'alarm.created': [AlarmPayload];
   'device.access': [AccessChangedPayload];
   'session.ended': [SessionEndedPayload];
+  'device.replaced': [DeviceReplacedPayload];
+  'device.command': [DeviceCommandPayload];
 };
 
 export type EventBus = PubSub<TopicMap>;

@@ -5,7 +5,7 @@ import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print } from 'graphql';
 import postgres from 'postgres';
 import { pino } from 'pino';
-import { buildApp, type App } from '../../src/app';
+import { buildApp, type App, type AppOverrides } from '../../src/app';
 import { loadConfig } from '../../src/config';
 
 export const hasPostgres = !!process.env.TEST_DATABASE_URL;
@@ -62,6 +62,8 @@ export interface StartOptions {
   clock?: () => Date;
   /** Share a database between apps (several gateway nodes); default: a fresh one. */
   databaseUrl?: string;
+  /** Records or fakes the commands sent to connected devices (unbind). */
+  deviceCommands?: AppOverrides['deviceCommands'];
 }
 
 /** Starts the real app factory on port 0, on a fresh database (Postgres when TEST_DATABASE_URL is set, else PGlite). */
@@ -79,6 +81,7 @@ export async function startApp(options: StartOptions = {}): Promise<TestApp> {
     clock: options.clock,
     redisPrefix: `vigil-test:${randomBytes(4).toString('hex')}:`,
     logger: pino({ level: config.logLevel }),
+    deviceCommands: options.deviceCommands,
   });
   const url = await app.start(0);
   return {

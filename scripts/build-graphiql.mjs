@@ -1,0 +1,134 @@
+#!/usr/bin/env node
+// Builds the /graphiql explorer (src/http/graphiql) into dist/graphiql: index.html plus hashed
+// files in assets/ (the page bundle, its CSS and fonts, monaco's three web workers). Runs from
+// `postinstall`, so `npm install` and `npm ci` leave a ready explorer; `npm run build:graphiql`
+// rebuilds it. Everything is served by the gateway itself: nothing is loaded from elsewhere.
+import { mkdir, readFile, readdir, rm, writeFile, rename, stat } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { brotliCompress, constants as zlib } from 'node:zlib';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const src = path.join(root, 'src/http/graphiql');
+const out = path.join(root, 'dist/graphiql');
+const tmp = `${out}.tmp-${process.pid}`;
+const assets = path.join(tmp, 'assets');
+const fromInstall = process.env.npm_lifecycle_event === 'postinstall';
+
+let esbuild;
+try {
+  esbuild = await import('esbuild');
+  createRequire(import.meta.url).resolve('graphiql');
+} catch (err) {
+  // A partial install (e.g. without optional dependencies) must not fail `npm install`: the
+  // gateway then answers 503 at /graphiql naming `npm run build:graphiql`.
+  const msg = `graphiql explorer not built: ${err instanceof Error ? err.message.split('\n')[0] : err}`;
+  if (fromInstall) {
+    console.warn(`[build:graphiql] ${msg}`);
+    process.exit(0);
+  }
+  console.error(msg);
+  process.exit(1);
+}
+
+const started = performance.now();
+await rm(tmp, { recursive: true, force: true });
+await mkdir(assets, { recursive: true });
+
+// monaco's ESM modules import their own CSS pieces; the page loads monaco's prebuilt stylesheet
+// instead (explorer.css), so those imports are emptied rather than emitted as unused chunks.
+const monacoCssOnce = {
+  name: 'monaco-css-once',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]monaco-editor[\\/]esm[\\/].*\.css$/ }, () => ({ contents: '', loader: 'css' }));
+  },
+};
+
+const common = {
+  bundle: true,
+  minify: true,
+  legalComments: 'linked',
+  target: ['es2022', 'chrome111', 'firefox115', 'safari16.4'],
+  outdir: assets,
+  metafile: true,
+  logLevel: 'warning',
+  define: { 'process.env.NODE_ENV': '"production"' },
+};
+
+// 1. Monaco's workers as classic same-origin scripts (no blob: workers, no eval).
+const workerEntries = {
+  editor: 'monaco-editor/esm/vs/editor/editor.worker.js',
+  json: 'monaco-editor/esm/vs/language/json/json.worker.js',
+  graphql: 'monaco-graphql/esm/graphql.worker.js',
+};
+const workers = await esbuild.build({
+  ...common,
+  entryPoints: Object.entries(workerEntries).map(([name, input]) => ({ in: input, out: `${name}.worker` })),
+  entryNames: '[name]-[hash]',
+  format: 'iife',
+});
+const workerFiles = {};
+for (const [file, meta] of Object.entries(workers.metafile.outputs)) {
+  if (!meta.entryPoint) continue;
+  const name = Object.entries(workerEntries).find(([, input]) => meta.entryPoint.endsWith(input.replace(/^.*?\//, '/')))?.[0];
+  if (name) workerFiles[name] = path.basename(file);
+}
+if (Object.keys(workerFiles).length !== 3) throw new Error(`worker outputs not found: ${JSON.stringify(workerFiles)}`);
+
+// 2. The page: React + GraphiQL + monaco, split so monaco loads in parallel with React.
+const page = await esbuild.build({
+  ...common,
+  entryPoints: { explorer: path.join(src, 'explorer.tsx') },
+  entryNames: '[name]-[hash]',
+  chunkNames: 'chunk-[hash]',
+  assetNames: '[name]-[hash]',
+  format: 'esm',
+  splitting: true,
+  jsx: 'automatic',
+  loader: { '.ttf': 'file', '.woff': 'file', '.woff2': 'file', '.svg': 'file', '.png': 'file' },
+  define: { ...common.define, __MONACO_WORKERS__: JSON.stringify(workerFiles) },
+  plugins: [monacoCssOnce],
+});
+if (process.env.GRAPHIQL_ANALYZE) console.log(await esbuild.analyzeMetafile(page.metafile));
+const [entryFile, entryMeta] = Object.entries(page.metafile.outputs).find(([, m]) => m.entryPoint?.endsWith('explorer.tsx')) ?? [];
+if (!entryFile || !entryMeta?.cssBundle) throw new Error('explorer bundle or its CSS not found');
+
+// 3. index.html pointing at the hashed names.
+const html = (await readFile(path.join(src, 'index.html'), 'utf8'))
+  .replace('%SCRIPT%', `/graphiql/assets/${path.basename(entryFile)}`)
+  .replace('%STYLE%', `/graphiql/assets/${path.basename(entryMeta.cssBundle)}`);
+await writeFile(path.join(tmp, 'index.html'), html);
+
+// 4. Brotli copies (served when the browser accepts br): about a fifth of the bytes on the wire.
+const brotli = promisify(brotliCompress);
+const compressed = await Promise.all(
+  (await readdir(assets))
+    .filter((f) => /\.(js|css|ttf)$/.test(f))
+    .map(async (f) => {
+      const body = await readFile(path.join(assets, f));
+      const br = await brotli(body, { params: { [zlib.BROTLI_PARAM_QUALITY]: 9, [zlib.BROTLI_PARAM_SIZE_HINT]: body.length } });
+      await writeFile(path.join(assets, `${f}.br`), br);
+      return br.length;
+    }),
+);
+
+// Swap in the new build atomically enough for a running gateway (it re-reads index.html).
+await rm(out, { recursive: true, force: true });
+await mkdir(path.dirname(out), { recursive: true });
+await rename(tmp, out);
+
+const outputs = { ...workers.metafile.outputs, ...page.metafile.outputs };
+let total = 0;
+let initial = 0;
+for (const [file, meta] of Object.entries(outputs)) {
+  if (file.endsWith('.map') || file.endsWith('.LEGAL.txt')) continue;
+  total += meta.bytes;
+  if (file === entryFile || file === entryMeta.cssBundle || entryMeta.imports.some((i) => i.path === file && i.kind === 'import-statement')) initial += meta.bytes;
+}
+const kib = (n) => `${(n / 1024).toFixed(0)} KiB`;
+const seconds = ((performance.now() - started) / 1000).toFixed(1);
+const wire = compressed.reduce((a, b) => a + b, 0);
+console.log(`[build:graphiql] dist/graphiql in ${seconds} s: ${kib(total)} (${kib(wire)} brotli) in all, ${kib(initial)} before monaco loads`);
+await stat(path.join(out, 'index.html'));

@@ -1,0 +1,288 @@
+import { createHmac, randomUUID } from 'node:crypto';
+import { and, desc, eq, isNull } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { tables, type Db } from '../db/index';
+import type { LimiterFactory } from '../lib/rate-limit';
+import { randomDigits, randomToken, safeEqual, sha256 } from '../lib/secrets';
+import { loginSchema, parseInput, type Login } from '../lib/validate';
+import { contactsOf, enqueueMessage } from '../notify/index';
+import { AccountError } from './account.errors';
+import type { AuthService, RequestMeta, UserRow } from './auth.service';
+import { assertPasswordPolicy, hashPassword, PASSWORD_MAX } from './password';
+
+/** How long a reset code and link work. */
+export const RESET_TTL_MS = 15 * 60_000;
+/** Wrong codes that burn a reset request. */
+export const RESET_MAX_CODE_ATTEMPTS = 5;
+/** Pending reset requests held in memory; beyond this, requests are dropped (and logged). */
+const QUEUE_LIMIT = 1000;
+
+export interface PasswordResetDeps {
+  db: Db;
+  clock: () => Date;
+  log: Logger;
+  limiters: LimiterFactory;
+  limits: { resetPerLogin: number; resetPerIp: number; resetWindowS: number };
+  /** Base of the link in the message: `<publicUrl>/reset?token=...`. */
+  publicUrl: string;
+  /**
+   * Server secret for the keyed hash of the 6-digit codes: derived from the signing key, which is
+   * not in the database, so a stolen database does not let anyone try the 10^6 codes offline.
+   */
+  codeKey: Buffer;
+  auth: Pick<AuthService, 'findUserByLogin' | 'revokeAllSessions'>;
+  /** Nudges the outbox worker after a commit that queued messages. */
+  onOutbox: () => void;
+}
+
+export interface RequestResetResult {
+  accepted: true;
+}
+
+const confirmInput = z
+  .object({
+    token: z.string().max(512, 'too long').nullish(),
+    login: z.string().max(254, 'too long').nullish(),
+    code: z.string().max(64, 'too long').nullish(),
+    newPassword: z.string().max(PASSWORD_MAX * 4, 'too long'),
+  })
+  .refine((v) => !!v.token !== !!(v.login || v.code), { message: 'give either token, or login and code', path: ['token'] });
+
+const CODE_FORMAT = /^\d{6}$/;
+
+/**
+ * Password reset by emailed/SMS'd link or 6-digit code.
+ *
+ * `requestReset` does only work that is the same for every login (format check, rate limits) and
+ * hands the rest to an in-process queue, so its answer and its timing say nothing about whether
+ * the login exists. The queue's worker (`worker`, started and stopped with the app) looks the user
+ * up, stores the token (sha256) and code (HMAC-SHA256 keyed with `codeKey` and the reset id), and
+ * queues the message in the same transaction.
+ */
+export function createPasswordResetService(deps: PasswordResetDeps) {
+  const { db, clock, log: baseLog } = deps;
+  const log = baseLog.child({ component: 'password-reset' });
+  const byLogin = deps.limiters.create('reset-login', deps.limits.resetPerLogin, deps.limits.resetWindowS);
+  const byIp = deps.limiters.create('reset-ip', deps.limits.resetPerIp, deps.limits.resetWindowS);
+  // Failed confirmations per IP: as many wrong codes as its allowed requests could earn, then every confirmation fails.
+  const confirmFailuresByIp = deps.limiters.create('reset-confirm-ip', deps.limits.resetPerIp * RESET_MAX_CODE_ATTEMPTS, deps.limits.resetWindowS);
+
+  const codeHash = (resetId: string, code: string) => createHmac('sha256', deps.codeKey).update(`${resetId}:${code}`).digest('hex');
+  const invalid = () => new AccountError('INVALID_RESET_CODE', 'The reset code or link is invalid or has expired');
+
+  function resetMessage(login: Login, token: string, code: string) {
+    const link = `${deps.publicUrl}/reset?token=${token}`;
+    if (login.kind === 'phone') {
+      return { subject: 'Vigil password reset', body: `Vigil password reset code: ${code}\nOr open ${link}\nValid 15 minutes. Not you? Ignore this.` };
+    }
+    return {
+      subject: 'Reset your Vigil password',
+      body: [
+        'Someone, hopefully you, asked to reset the password of your Vigil account.',
+        '',
+        `Your code: ${code}`,
+        '',
+        'Or open this link:',
+        link,
+        '',
+        'The code and the link work once and expire in 15 minutes. If you did not ask for this,',
+        'ignore this message: your password stays as it is.',
+      ].join('\n'),
+    };
+  }
+
+  /** Creates the reset for `login` if it belongs to an account; the worker's job. */
+  async function processRequest(login: Login): Promise<void> {
+    const user = await deps.auth.findUserByLogin(db, login);
+    if (!user) return;
+    const id = randomUUID();
+    const token = randomToken(32); // 256 bits
+    const code = randomDigits(6);
+    const now = clock();
+    await db.transaction(async (tx) => {
+      // Serialises concurrent requests for one account (on any node), so only one reset is ever open.
+      await tx.select({ id: tables.users.id }).from(tables.users).where(eq(tables.users.id, user.id)).for('update');
+      await tx
+        .update(tables.passwordResets)
+        .set({ closedAt: now, closedReason: 'superseded' })
+        .where(and(eq(tables.passwordResets.userId, user.id), isNull(tables.passwordResets.closedAt)));
+      await tx.insert(tables.passwordResets).values({
+        id,
+        userId: user.id,
+        tokenHash: sha256(token),
+        codeHash: codeHash(id, code),
+        channel: login.kind === 'email' ? 'email' : 'sms',
+        expiresAt: new Date(now.getTime() + RESET_TTL_MS),
+        createdAt: now,
+      });
+      await enqueueMessage(tx, { channel: login.kind === 'email' ? 'email' : 'sms', recipient: login.value, kind: 'password-reset', ...resetMessage(login, token, code) });
+    });
+    deps.onOutbox();
+  }
+
+  const queue = createJobQueue<Login>(processRequest, { limit: QUEUE_LIMIT, log });
+
+  type ResetRow = typeof tables.passwordResets.$inferSelect;
+  type Proof = { token: string } | { login: Login; code: string };
+
+  /**
+   * Finds the open reset `proof` points at, locked for update, or null. A wrong code counts against
+   * the newest open reset of the login and burns it at the fifth.
+   */
+  async function findValidReset(tx: Db, proof: Proof, now: Date): Promise<ResetRow | null> {
+    const usable = (r: ResetRow | undefined): r is ResetRow => !!r && !r.closedAt && r.expiresAt > now;
+    if ('token' in proof) {
+      const hash = sha256(proof.token);
+      const [row] = await tx.select().from(tables.passwordResets).where(eq(tables.passwordResets.tokenHash, hash)).for('update').limit(1);
+      return usable(row) && safeEqual(row.tokenHash, hash) ? row : null;
+    }
+    const user = await deps.auth.findUserByLogin(tx, proof.login);
+    if (!user) return null;
+    const [row] = await tx
+      .select()
+      .from(tables.passwordResets)
+      .where(and(eq(tables.passwordResets.userId, user.id), isNull(tables.passwordResets.closedAt)))
+      .orderBy(desc(tables.passwordResets.createdAt))
+      .for('update')
+      .limit(1);
+    if (!usable(row)) return null;
+    if (safeEqual(codeHash(row.id, proof.code), row.codeHash)) return row;
+    const failedAttempts = row.failedAttempts + 1;
+    const burnt = failedAttempts >= RESET_MAX_CODE_ATTEMPTS;
+    await tx
+      .update(tables.passwordResets)
+      .set({ failedAttempts, ...(burnt ? { closedAt: now, closedReason: 'too-many-attempts' } : {}) })
+      .where(eq(tables.passwordResets.id, row.id));
+    return null;
+  }
+
+  return {
+    /**
+     * Always `{accepted: true}` for a well-formed login, whether or not it has an account and
+     * whether or not a limit applied; only a malformed login is refused (BAD_USER_INPUT).
+     */
+    async requestReset(login: unknown, meta: RequestMeta): Promise<RequestResetResult> {
+      const parsed = parseInput(loginSchema, login);
+      // The IP first, so one address cannot spend a victim's per-login budget once it is itself limited.
+      const limited = (await byIp.consume(meta.ip)) > 0 || (await byLogin.consume(`${parsed.kind}:${parsed.value}`)) > 0;
+      if (limited) log.info({ ip: meta.ip }, 'reset request over its limit; accepted silently');
+      else if (!queue.push(parsed)) log.warn('reset queue full or stopped; request dropped');
+      return { accepted: true };
+    },
+
+    /**
+     * Sets a new password from a valid token or login + code, ends every session of the account
+     * and notifies all its addresses. Every failure is INVALID_RESET_CODE; the one other answer is
+     * WEAK_PASSWORD, given only for a valid proof and without using it up, so the user can retry.
+     */
+    async confirmReset(input: unknown, meta: RequestMeta): Promise<true> {
+      const v = parseInput(confirmInput, input);
+      if ((await confirmFailuresByIp.blockedFor(meta.ip)) > 0) throw invalid();
+      const fail = async () => {
+        await confirmFailuresByIp.consume(meta.ip);
+        return invalid();
+      };
+      let proof: Proof;
+      if (v.token) {
+        proof = { token: v.token };
+      } else {
+        const login = loginSchema.safeParse(v.login ?? '');
+        const code = (v.code ?? '').trim();
+        if (!login.success || !CODE_FORMAT.test(code)) throw await fail();
+        proof = { login: login.data, code };
+      }
+
+      // Check the proof (counting a wrong code) before looking at the new password.
+      const checked = await db.transaction(async (tx) => {
+        const reset = await findValidReset(tx, proof, clock());
+        if (!reset) return null;
+        const [user] = await tx.select().from(tables.users).where(eq(tables.users.id, reset.userId)).limit(1);
+        return user ? { reset, user } : null;
+      });
+      if (!checked) throw await fail();
+      assertPasswordPolicy(v.newPassword, checked.user);
+      const passwordHash = await hashPassword(v.newPassword);
+
+      // Use the reset; re-checked under lock, since the hash took a while and another node may have won.
+      const user: UserRow = checked.user;
+      const done = await db.transaction(async (tx) => {
+        const now = clock();
+        const [reset] = await tx.select().from(tables.passwordResets).where(eq(tables.passwordResets.id, checked.reset.id)).for('update').limit(1);
+        if (!reset || reset.closedAt || reset.expiresAt <= now) return false;
+        await tx
+          .update(tables.passwordResets)
+          .set({ closedAt: now, closedReason: 'used' })
+          .where(and(eq(tables.passwordResets.userId, user.id), isNull(tables.passwordResets.closedAt)));
+        await tx.update(tables.users).set({ passwordHash, passwordChangedAt: now }).where(eq(tables.users.id, user.id));
+        await deps.auth.revokeAllSessions(tx, user.id, 'password-reset');
+        for (const contact of contactsOf(user)) {
+          await enqueueMessage(tx, {
+            ...contact,
+            kind: 'password-changed',
+            subject: 'Your Vigil password was changed',
+            body: 'The password of your Vigil account was just reset, and every device signed in to it was signed out. If this was not you, reset your password at once and review your devices and shares.',
+          });
+        }
+        return true;
+      });
+      if (!done) throw await fail();
+      log.info({ userId: user.id }, 'password reset; all sessions revoked');
+      deps.onOutbox();
+      return true;
+    },
+
+    /** The request queue's worker; started and stopped with the app. */
+    worker: queue,
+  };
+}
+
+export type PasswordResetService = ReturnType<typeof createPasswordResetService>;
+
+/**
+ * A bounded FIFO drained one job at a time in the background. `push` never waits and returns
+ * false when the queue is full or stopped. `stop` lets queued jobs finish.
+ */
+function createJobQueue<T>(handler: (job: T) => Promise<void>, opts: { limit: number; log: Logger }) {
+  const jobs: T[] = [];
+  let started = false;
+  let stopped = false;
+  let draining: Promise<void> | undefined;
+
+  function drain() {
+    if (!started || draining || jobs.length === 0) return;
+    draining = (async () => {
+      // Yield first, so the request that queued the job is answered before the job runs.
+      await new Promise((resolve) => setImmediate(resolve));
+      for (let job = jobs.shift(); job !== undefined; job = jobs.shift()) {
+        try {
+          await handler(job);
+        } catch (err) {
+          opts.log.error({ err }, 'queued job failed');
+        }
+      }
+    })().finally(() => {
+      draining = undefined;
+      drain();
+    });
+  }
+
+  return {
+    push(job: T): boolean {
+      if (stopped || jobs.length >= opts.limit) return false;
+      jobs.push(job);
+      drain();
+      return true;
+    },
+    start() {
+      started = true;
+      drain();
+    },
+    async stop() {
+      stopped = true;
+      started = true;
+      drain();
+      while (draining) await draining;
+    },
+  };
+}

@@ -1,0 +1,520 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { Db } from '../db/index';
+import type { LimiterFactory } from '../lib/rate-limit';
+import { safeEqual, sha256 } from '../lib/secrets';
+import type { AlarmStore } from '../streams/alarm-store';
+import type { DeviceStatusPayload, EventBus } from '../streams/event-bus';
+import { createLeasedJob, type LeasedJob } from '../streams/lease';
+import { alarmTypeFor } from './alarm-type';
+import { normaliseEventType } from './isapi-parser';
+import * as store from './registry.store';
+
+/** The WebSocket subprotocol of the device channel. */
+export const DEVICE_SUBPROTOCOL = 'vigil-device.v1';
+
+/** Close codes of the device channel (DEVICES.md section 3). */
+export const CloseCode = {
+  /** Bad frame: not JSON, unknown type, invalid fields, too big, too many. */
+  BadFrame: 4400,
+  /** Unknown serial or wrong key. */
+  BadCredentials: 4401,
+  /** No hello within the hello timeout, or silence beyond two and a half heartbeats. */
+  Timeout: 4408,
+  /** A newer connection of the same serial took over (on any node). */
+  Replaced: 4409,
+  /** The gateway is shutting down. */
+  GoingAway: 1001,
+  /** The event could not be stored; reconnect and resend. */
+  InternalError: 1011,
+} as const;
+
+/**
+ * The transport seen by the registry: the `ws` adapter (src/devices/device-ws.ts) and tests
+ * implement it. `send` takes one JSON text frame; `close` ends the connection with a close code.
+ */
+export interface DeviceTransport {
+  send(frame: string): void;
+  close(code: number, reason: string): void;
+  /** Registers the one handler for incoming frames (`isBinary` for binary frames, which are refused). */
+  onMessage(handler: (data: string, isBinary: boolean) => void): void;
+}
+
+export interface ConnectionInfo {
+  /** Remote address, for the failed-hello limiter and logs. */
+  ip: string;
+}
+
+export interface RegistryOptions {
+  db: Db;
+  clock: () => Date;
+  bus: EventBus;
+  log: Logger;
+  /** This gateway node's id (NODE_ID), recorded next to each connection it holds. */
+  nodeId: string;
+  alarms: AlarmStore;
+  /** Failed hellos per IP; without it, failures are not limited. */
+  limiters?: LimiterFactory;
+  /** Told to devices in `welcome`; silence beyond 2.5 of these is OFFLINE. Default 30. */
+  heartbeatSeconds?: number;
+  /** Time to the first frame (hello); default 5000 ms, then close 4408. */
+  helloTimeoutMs?: number;
+  /** DEVICE_OFFLINE_AFTER_S: silence after which an ISAPI device is OFFLINE (or UNKNOWN). Default 90. */
+  isapiOfflineAfterS?: number;
+  /** Largest accepted frame in bytes; default 16 KiB, larger ones close 4400. */
+  maxFrameBytes?: number;
+  /** Frames per second per connection (token bucket); default 20/s with a burst of 40, beyond that 4400. */
+  framesPerSecond?: number;
+  frameBurst?: number;
+  /** How often the sweeper runs (on the node holding its lease). Default 5000 ms. */
+  sweepIntervalMs?: number;
+  /** A command without a result is delivered again after this long. Default 30 s. */
+  commandRedeliverMs?: number;
+  /** Undelivered commands expire after this long. Default 24 h. */
+  commandTtlMs?: number;
+}
+
+const text = (max: number) => z.string().trim().min(1).max(max);
+const helloFrame = z.object({
+  type: z.literal('hello'),
+  serial: text(64),
+  key: z.string().min(1).max(256),
+  model: text(64).nullish(),
+  firmware: text(64).nullish(),
+  channels: z.number().int().min(0).max(1024).nullish(),
+});
+const eventFrame = z.object({
+  type: z.literal('event'),
+  id: z.union([text(128), z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)]),
+  channel: z.number().int().min(0).max(2_147_483_647).default(1),
+  eventType: text(64),
+  state: z.enum(['active', 'inactive']).default('active'),
+  at: z
+    .string()
+    .max(64)
+    .refine((v) => !Number.isNaN(Date.parse(v)), 'not a date')
+    .nullish(),
+  description: z.string().max(500).nullish(),
+  region: text(64).nullish(),
+});
+const frameSchema = z.discriminatedUnion('type', [
+  helloFrame,
+  z.object({ type: z.literal('heartbeat') }),
+  eventFrame,
+  z.object({ type: z.literal('result'), id: z.string().max(64), ok: z.boolean(), error: z.string().max(500).nullish() }),
+]);
+type Frame = z.infer<typeof frameSchema>;
+
+/** Control characters that Postgres text refuses (NUL) or that make logs lie. */
+const CONTROL = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F]/g;
+const clean = (s: string | null | undefined) => {
+  const v = s?.replace(CONTROL, '').trim();
+  return v ? v : null;
+};
+
+interface LiveConnection {
+  conn: DeviceTransport;
+  connectionId: string;
+  deviceId: string;
+  delivering: boolean;
+  deliverAgain: boolean;
+  teardown: () => Promise<void>;
+}
+
+/**
+ * The device-connection registry: who is online, since when, on which node, and the door through
+ * which commands reach devices. Transport-free: `open(connection)` runs the device protocol of
+ * DEVICES.md section 3 over any {@link DeviceTransport} and returns its teardown.
+ *
+ * State lives in the `devices` registry columns so every node (and a restarted one) agrees:
+ * - ONLINE/OFFLINE (and UNKNOWN for quiet listening-mode ISAPI devices) change by conditional
+ *   updates, so each transition happens once and is published once on `device.status`, after
+ *   the commit, whichever node causes it.
+ * - The newest connection of a serial wins on any node: its hello records its connection id; the
+ *   node holding the old one closes it with 4409 when told over the bus (`device.replaced`), and
+ *   at the latest on the old connection's next heartbeat, which no longer matches.
+ * - A node that dies without closing stops refreshing its devices' lastSeenAt; the sweeper (one
+ *   node at a time, under a lease) marks them OFFLINE after 2.5 heartbeats.
+ * - Commands are stored, then delivered at least once by the node holding the device's
+ *   connection: on the bus nudge, on hello and on heartbeats; the device answers with `result`.
+ */
+export function createDeviceRegistry(opts: RegistryOptions) {
+  const { db, clock, bus, nodeId } = opts;
+  const log = opts.log.child({ component: 'device-registry' });
+  const heartbeatSeconds = opts.heartbeatSeconds ?? 30;
+  const helloTimeoutMs = opts.helloTimeoutMs ?? 5000;
+  const silenceMs = heartbeatSeconds * 2500;
+  const isapiOfflineMs = (opts.isapiOfflineAfterS ?? 90) * 1000;
+  const maxFrameBytes = opts.maxFrameBytes ?? 16 * 1024;
+  const framesPerSecond = opts.framesPerSecond ?? 20;
+  const frameBurst = opts.frameBurst ?? 40;
+  const redeliverMs = opts.commandRedeliverMs ?? 30_000;
+  const commandTtlMs = opts.commandTtlMs ?? 24 * 3600_000;
+  const helloFailures = opts.limiters?.create('device-hello-failures', 30, 60);
+
+  /** Connections this node holds, by connection id and by device. */
+  const live = new Map<string, LiveConnection>();
+  const byDevice = new Map<string, LiveConnection>();
+  /** Every open connection (also those still before hello), for shutdown. */
+  const opened = new Set<{ conn: DeviceTransport; teardown: () => Promise<void> }>();
+  const subscriptions: Array<{ return?: () => unknown }> = [];
+  let stopping = false;
+
+  function publishStatus(deviceId: string, status: DeviceStatusPayload['status'], at: Date) {
+    try {
+      bus.publish('device.status', { deviceId, status, at: at.toISOString() });
+    } catch (err) {
+      log.warn({ err, deviceId }, 'device.status publish failed');
+    }
+  }
+
+  async function deliverCommands(lc: LiveConnection) {
+    if (lc.delivering) {
+      lc.deliverAgain = true;
+      return;
+    }
+    lc.delivering = true;
+    try {
+      do {
+        lc.deliverAgain = false;
+        const now = clock();
+        const due = await store.takeCommands(db, lc.deviceId, now, new Date(now.getTime() - redeliverMs));
+        for (const c of due) lc.conn.send(JSON.stringify({ type: 'command', id: c.id, name: c.name }));
+      } while (lc.deliverAgain && live.has(lc.connectionId));
+    } catch (err) {
+      log.warn({ err, deviceId: lc.deviceId }, 'command delivery failed');
+    } finally {
+      lc.delivering = false;
+    }
+  }
+
+  function closeReplaced(connectionId: string) {
+    const lc = live.get(connectionId);
+    if (!lc) return;
+    live.delete(connectionId);
+    if (byDevice.get(lc.deviceId) === lc) byDevice.delete(lc.deviceId);
+    lc.conn.close(CloseCode.Replaced, 'replaced by a newer connection');
+    void lc.teardown();
+  }
+
+  async function listen<T>(it: AsyncIterable<T> & { return?: () => unknown }, topic: string, handle: (payload: T) => void) {
+    subscriptions.push(it);
+    try {
+      for await (const payload of it) {
+        try {
+          handle(payload);
+        } catch (err) {
+          log.warn({ err, topic }, 'bus handler failed');
+        }
+      }
+    } catch (err) {
+      if (!stopping) log.warn({ err, topic }, 'bus subscription ended');
+    }
+  }
+
+  /** Runs the device protocol on one connection; returns the teardown to call when the transport closes (idempotent). */
+  function open(conn: DeviceTransport, info: ConnectionInfo): () => Promise<void> {
+    const connectionId = randomUUID();
+    let lc: LiveConnection | undefined;
+    let closed = false;
+    let queue = Promise.resolve();
+    let pending = 0;
+    let tokens = frameBurst;
+    let lastRefill = Date.now();
+    let helloSeen = false;
+    let idleTimer: NodeJS.Timeout | undefined;
+    let teardownPromise: Promise<void> | undefined;
+
+    const closeWith = (code: number, reason: string) => {
+      if (closed) return;
+      conn.close(code, reason);
+      void teardown();
+    };
+    // Timers never keep the process alive on their own: the transport does.
+    const helloTimer = setTimeout(() => closeWith(CloseCode.Timeout, 'no hello in time'), helloTimeoutMs).unref();
+    const armIdle = () => {
+      if (idleTimer) clearTimeout(idleTimer);
+      idleTimer = setTimeout(() => closeWith(CloseCode.Timeout, 'heartbeat timeout'), silenceMs).unref();
+    };
+
+    const teardown = (): Promise<void> => {
+      if (teardownPromise) return teardownPromise;
+      closed = true;
+      clearTimeout(helloTimer);
+      if (idleTimer) clearTimeout(idleTimer);
+      opened.delete(entry);
+      teardownPromise = (async () => {
+        // Let a hello or an event already being stored finish, so a claim never lands after the release.
+        await queue.catch(() => {});
+        if (!lc) return;
+        const wasLive = live.get(connectionId) === lc;
+        live.delete(connectionId);
+        if (byDevice.get(lc.deviceId) === lc) byDevice.delete(lc.deviceId);
+        if (!wasLive) return; // replaced: the newer connection owns the registry row
+        try {
+          const now = clock();
+          if (await store.releaseConnection(db, lc.deviceId, connectionId, now)) publishStatus(lc.deviceId, 'OFFLINE', now);
+        } catch (err) {
+          log.warn({ err, deviceId: lc.deviceId }, 'could not record the disconnect; the sweeper will');
+        }
+      })();
+      return teardownPromise;
+    };
+    const entry = { conn, teardown };
+    opened.add(entry);
+
+    async function hello(f: z.infer<typeof helloFrame>) {
+      if (helloFailures && (await helloFailures.blockedFor(info.ip)) > 0) return closeWith(CloseCode.BadCredentials, 'bad serial or key');
+      const device = await store.deviceBySerial(db, f.serial);
+      // Hash either way, so an unknown serial costs what a wrong key does.
+      const presented = sha256(f.key);
+      if (!device || !safeEqual(presented, device.deviceKeyHash)) {
+        await helloFailures?.consume(info.ip);
+        return closeWith(CloseCode.BadCredentials, 'bad serial or key');
+      }
+      if (closed) return;
+      const now = clock();
+      const claim = await store.claimConnection(db, device.id, { connectionId, nodeId, now, firmware: clean(f.firmware) });
+      lc = { conn, connectionId, deviceId: device.id, delivering: false, deliverAgain: false, teardown };
+      const previous = byDevice.get(device.id);
+      live.set(connectionId, lc);
+      byDevice.set(device.id, lc);
+      if (claim.cameOnline) publishStatus(device.id, 'ONLINE', now);
+      if (claim.replaced) {
+        if (previous && previous.connectionId === claim.replaced.connectionId) closeReplaced(previous.connectionId);
+        else bus.publish('device.replaced', { deviceId: device.id, connectionId: claim.replaced.connectionId });
+      }
+      if (closed) return; // the teardown (queued behind this hello) releases the claim
+      conn.send(JSON.stringify({ type: 'welcome', heartbeatSeconds, bound: claim.bound }));
+      log.debug({ deviceId: device.id, connectionId, ip: info.ip }, 'device connected');
+      await store.supersedeStaleUnbinds(db, device.id, now);
+      void deliverCommands(lc);
+    }
+
+    async function heartbeat(current: LiveConnection) {
+      const now = clock();
+      const r = await store.touchConnection(db, current.deviceId, connectionId, nodeId, now, new Date(now.getTime() - redeliverMs));
+      if (r.state === 'replaced') return closeReplaced(connectionId);
+      if (r.state === 'revived') publishStatus(current.deviceId, 'ONLINE', now);
+      if (r.commands) void deliverCommands(current);
+    }
+
+    async function event(current: LiveConnection, f: z.infer<typeof eventFrame>) {
+      const rawType = clean(f.eventType) ?? f.eventType;
+      const eventType = normaliseEventType(rawType);
+      try {
+        await opts.alarms.record(current.deviceId, {
+          source: 'ws',
+          eventType,
+          rawType,
+          alarmType: alarmTypeFor(eventType),
+          state: f.state,
+          channel: f.channel,
+          regionId: clean(f.region),
+          deviceTime: f.at ? new Date(f.at) : null,
+          activePostCount: 0,
+          description: clean(f.description),
+          channelName: null,
+          identity: `w:${String(f.id)}`,
+          retransmission: false,
+          details: { eventId: String(f.id) },
+        });
+      } catch (err) {
+        // Not acked: the device keeps the event and resends it after reconnecting.
+        log.error({ err, deviceId: current.deviceId }, 'could not store a device event');
+        return closeWith(CloseCode.InternalError, 'event not stored; resend');
+      }
+      if (!closed) conn.send(JSON.stringify({ type: 'ack', id: f.id }));
+    }
+
+    async function handle(frame: Frame) {
+      if (closed) return;
+      if (frame.type === 'hello') {
+        if (helloSeen) return closeWith(CloseCode.BadFrame, 'hello sent twice');
+        helloSeen = true;
+        clearTimeout(helloTimer);
+        armIdle();
+        return hello(frame);
+      }
+      if (!lc) return closeWith(CloseCode.BadFrame, 'hello must be the first frame');
+      armIdle();
+      switch (frame.type) {
+        case 'heartbeat':
+          return heartbeat(lc);
+        case 'event':
+          return event(lc, frame);
+        case 'result':
+          await store.completeCommand(db, lc.deviceId, frame.id, frame.ok, clock()).catch((err) => log.warn({ err }, 'command result not recorded'));
+          return;
+      }
+    }
+
+    conn.onMessage((data, isBinary) => {
+      if (closed) return;
+      const now = Date.now();
+      tokens = Math.min(frameBurst, tokens + ((now - lastRefill) / 1000) * framesPerSecond);
+      lastRefill = now;
+      if (tokens < 1) return closeWith(CloseCode.BadFrame, 'too many frames');
+      tokens -= 1;
+      if (isBinary) return closeWith(CloseCode.BadFrame, 'binary frames are not accepted');
+      if (Buffer.byteLength(data) > maxFrameBytes) return closeWith(CloseCode.BadFrame, 'frame too large');
+      let parsed: Frame;
+      try {
+        const result = frameSchema.safeParse(JSON.parse(data));
+        if (!result.success) return closeWith(CloseCode.BadFrame, `bad frame: ${result.error.issues[0]?.path.join('.') || 'type'}`);
+        parsed = result.data;
+      } catch {
+        return closeWith(CloseCode.BadFrame, 'not JSON');
+      }
+      if (!helloSeen && parsed.type !== 'hello') return closeWith(CloseCode.BadFrame, 'hello must be the first frame');
+      if (pending >= frameBurst) return closeWith(CloseCode.BadFrame, 'too many frames in flight');
+      pending++;
+      queue = queue
+        .then(() => handle(parsed))
+        .catch((err) => {
+          log.error({ err, connectionId }, 'device frame failed');
+          closeWith(CloseCode.InternalError, 'internal error');
+        })
+        .finally(() => {
+          pending--;
+        });
+    });
+
+    return teardown;
+  }
+
+  /** Sweeps once: WebSocket devices silent for 2.5 heartbeats and ISAPI devices silent for DEVICE_OFFLINE_AFTER_S. Publishes each transition. */
+  async function sweep(): Promise<{ offline: number; unknown: number }> {
+    const now = clock();
+    let offline = 0;
+    let unknown = 0;
+    for (const id of await store.sweepWebSocketDevices(db, new Date(now.getTime() - silenceMs), 5000)) {
+      offline++;
+      publishStatus(id, 'OFFLINE', now);
+    }
+    for (const row of await store.sweepIsapiDevices(db, new Date(now.getTime() - isapiOfflineMs), 5000)) {
+      if (row.heartbeats) offline++;
+      else unknown++;
+      publishStatus(row.id, row.heartbeats ? 'OFFLINE' : 'UNKNOWN', now);
+    }
+    return { offline, unknown };
+  }
+
+  const sweeper: LeasedJob = createLeasedJob(db, {
+    name: 'device-registry-sweeper',
+    holder: nodeId,
+    intervalMs: opts.sweepIntervalMs ?? 5000,
+    clock,
+    log,
+    run: async () => {
+      await sweep();
+      await opts.alarms.endQuiet();
+    },
+  });
+
+  /**
+   * Queues a command for the device and asks whichever node holds its connection to deliver it.
+   * Delivered at least once while the device is connected (again after 30 s without a result), or
+   * on its next connection; expires after a day. Returns the command id.
+   */
+  async function sendCommand(deviceId: string, name: 'unbind'): Promise<string> {
+    const now = clock();
+    const id = await store.insertCommand(db, { deviceId, name, now, expiresAt: new Date(now.getTime() + commandTtlMs) });
+    const local = byDevice.get(deviceId);
+    if (local) void deliverCommands(local);
+    else bus.publish('device.command', { deviceId });
+    return id;
+  }
+
+  const probeId = `probe:${randomUUID()}`;
+  let isReady = false;
+  let markReady: () => void = () => {};
+  const readyPromise = new Promise<void>((resolve) => {
+    markReady = () => {
+      isReady = true;
+      resolve();
+    };
+  });
+
+  /** Seen-write throttle for ISAPI devices: posts within a second of the last recorded one do not write. */
+  const isapiSeen = new Map<string, { at: number; heartbeats: boolean }>();
+
+  return {
+    open,
+    sweep,
+    sweeper,
+
+    /**
+     * An ISAPI post (alarm, ignored or heartbeat) from `deviceId`: ONLINE on each post, lastSeenAt
+     * refreshed, and `heartbeats` recorded once the device sends one (from then on silence means
+     * OFFLINE, not UNKNOWN). Writes at most about once a second per device and node.
+     */
+    async recordIsapiSeen(deviceId: string, heartbeat: boolean): Promise<void> {
+      const now = clock();
+      const last = isapiSeen.get(deviceId);
+      if (last && now.getTime() - last.at < 1000 && now.getTime() >= last.at && (last.heartbeats || !heartbeat)) return;
+      if (await store.touchIsapi(db, deviceId, now, heartbeat)) publishStatus(deviceId, 'ONLINE', now);
+      if (isapiSeen.size > 50_000) isapiSeen.clear();
+      isapiSeen.set(deviceId, { at: now.getTime(), heartbeats: heartbeat || (last?.heartbeats ?? false) });
+    },
+
+    sendCommand,
+
+    /** Tells the device it was unbound or transferred (the devices service's DeviceCommands seam). */
+    async sendUnbind(deviceId: string): Promise<void> {
+      await sendCommand(deviceId, 'unbind');
+    },
+
+    /** Connections this node holds after hello. */
+    connectionCount: () => live.size,
+
+    /** Starts the bus listeners and the sweeper, and forgets connections a previous process of this node id left behind. */
+    start() {
+      stopping = false;
+      void listen(bus.subscribe('device.replaced'), 'device.replaced', (p) => closeReplaced(p.connectionId));
+      void listen(bus.subscribe('device.command'), 'device.command', (p) => {
+        if (p.deviceId === probeId) return markReady();
+        const lc = byDevice.get(p.deviceId);
+        if (lc) void deliverCommands(lc);
+      });
+      // With Redis, subscribing takes a round trip: probe until our own message comes back.
+      void (async () => {
+        for (let i = 0; i < 100 && !isReady; i++) {
+          bus.publish('device.command', { deviceId: probeId });
+          await new Promise((r) => setTimeout(r, 20).unref());
+        }
+        markReady();
+      })();
+      void store
+        .releaseNode(db, nodeId)
+        .then((ids) => {
+          const now = clock();
+          for (const id of ids) publishStatus(id, 'OFFLINE', now);
+        })
+        .catch((err) => log.warn({ err }, 'could not release stale connections of this node'));
+      sweeper.start();
+    },
+
+    /** Resolves once the bus listeners receive messages (at most ~2 s after start). */
+    ready: () => readyPromise,
+
+    /** Closes every device connection (1001), records them OFFLINE, stops the sweeper and the listeners. */
+    async stop() {
+      stopping = true;
+      const all = [...opened];
+      for (const o of all) o.conn.close(CloseCode.GoingAway, 'gateway shutting down');
+      await Promise.allSettled(all.map((o) => o.teardown()));
+      await sweeper.stop();
+      for (const s of subscriptions.splice(0)) {
+        try {
+          await s.return?.();
+        } catch {
+          // already ended
+        }
+      }
+    },
+  };
+}
+
+export type DeviceRegistry = ReturnType<typeof createDeviceRegistry>;

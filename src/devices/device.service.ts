@@ -1,0 +1,577 @@
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { RequestMeta } from '../accounts/auth.service';
+import { requireCaller, type Caller } from '../accounts/caller';
+import type { Db } from '../db/index';
+import { CommonError } from '../lib/domain-error';
+import type { LimiterFactory } from '../lib/rate-limit';
+import { isUuid, loginSchema, parseInput, type Login } from '../lib/validate';
+import { contactOf, contactsOf, enqueueMessage, type OutboxMessage } from '../notify/outbox';
+import type { AccessChangedPayload, EventBus } from '../streams/event-bus';
+import { DeviceError } from './device.errors';
+import {
+  DEVICE_ROLES,
+  DEVICE_STATUSES,
+  PERMISSIONS,
+  normalizePermissions,
+  statusOf,
+  type DeviceView,
+  type GranteeView,
+  type Permission,
+  type ShareView,
+  type UnbindOutcome,
+} from './device.model';
+import * as store from './device.store';
+import type { AccessRow, ListCursor, ShareRow, UserContact } from './device.store';
+import { serialSchema, verifyLabelCode } from './provisioning';
+
+/**
+ * Commands to a device's live connection. The connection registry (a later issue) implements it;
+ * until then app.ts wires `noDeviceCommands`. Called after the change has committed; an
+ * implementation must not throw (a failure is logged and the change stands: the device learns
+ * on its next hello that it is no longer bound).
+ */
+export interface DeviceCommands {
+  /** Sends `{"type":"command","name":"unbind"}` to the device if it is connected, on whichever node. */
+  sendUnbind(deviceId: string): void | Promise<void>;
+}
+
+/** The seam's default: no registry yet, so there is no one to tell. */
+export const noDeviceCommands: DeviceCommands = { sendUnbind: () => {} };
+
+export interface DeviceServiceDeps {
+  db: Db;
+  clock: () => Date;
+  limiters: LimiterFactory;
+  bus: EventBus;
+  commands: DeviceCommands;
+  /** Step-up check with the account password (auth.confirmPassword): throws INVALID_CREDENTIALS or RATE_LIMITED. */
+  confirmPassword(userId: string, password: unknown, meta: RequestMeta): Promise<unknown>;
+  /** Nudges the outbox worker after a commit that queued messages. */
+  onOutbox(): void;
+  log: Logger;
+}
+
+export interface DeviceEdge {
+  cursor: string;
+  node: DeviceView;
+}
+
+export interface DeviceConnection {
+  edges: DeviceEdge[];
+  pageInfo: { hasNextPage: boolean; endCursor: string | null };
+  /** Counted only when asked for (a second statement). */
+  countTotal(): Promise<number>;
+}
+
+/** Label-code guesses allowed per device and per account in the window (issue: 5 in 15 minutes). */
+export const BIND_ATTEMPTS = 5;
+export const BIND_WINDOW_S = 15 * 60;
+/** Unknown grantee logins an account may try in an hour (grantShare would otherwise enumerate accounts). */
+export const UNKNOWN_GRANTEE_ATTEMPTS = 20;
+export const MAX_SHARES_PER_DEVICE = 50;
+export const MAX_BULK_UNBIND = 100;
+export const MAX_PAGE = 100;
+const DEFAULT_PAGE = 50;
+
+const nameSchema = z.string().trim().min(1, 'must not be empty').max(64, 'at most 64 characters');
+const idSchema = z.string().max(100, 'too long');
+
+const bindInput = z.object({
+  serial: serialSchema,
+  verificationCode: z.string().trim().max(32, 'too long').toUpperCase(),
+  name: nameSchema.nullish(),
+});
+
+const listInput = z.object({
+  first: z
+    .number()
+    .int()
+    .min(1, 'must be between 1 and 100')
+    .max(MAX_PAGE, 'must be between 1 and 100')
+    .nullish()
+    .transform((v) => v ?? DEFAULT_PAGE),
+  after: z.string().max(200, 'not a valid cursor').nullish(),
+  filter: z
+    .object({
+      status: z.enum(DEVICE_STATUSES).nullish(),
+      role: z.enum(DEVICE_ROLES).nullish(),
+      search: z.string().trim().max(64, 'at most 64 characters').nullish(),
+    })
+    .nullish(),
+});
+
+const shareInput = z.object({
+  grantee: loginSchema,
+  permissions: z
+    .array(z.enum(PERMISSIONS))
+    .min(1, 'give at least one permission')
+    .max(PERMISSIONS.length * 2, 'too many permissions'),
+  expiresAt: z.date().nullish(),
+});
+
+const unbindManyInput = z.array(idSchema, { message: 'must be a list of ids' }).min(1, 'give at least one id').max(MAX_BULK_UNBIND, `at most ${MAX_BULK_UNBIND} ids`);
+
+/** Parses one named argument, so a BAD_USER_INPUT message says which. */
+const arg = <S extends z.ZodType>(name: string, schema: S, value: unknown): z.output<S> => parseInput(z.object({ [name]: schema }), { [name]: value })[name] as z.output<S>;
+
+/** Cursors are opaque to clients: base64url of "<boundAt ms>.<binding id>". */
+export function encodeCursor(c: ListCursor): string {
+  return Buffer.from(`${c.boundAt.getTime()}.${c.bindingId}`).toString('base64url');
+}
+
+export function decodeCursor(value: string): ListCursor {
+  const text = /^[A-Za-z0-9_-]{1,200}$/.test(value) ? Buffer.from(value, 'base64url').toString('utf8') : '';
+  const m = /^(\d{1,15})\.([0-9a-f-]{36})$/.exec(text);
+  if (!m || !isUuid(m[2]!)) throw CommonError.badInput('after: not a valid cursor');
+  return { boundAt: new Date(Number(m[1])), bindingId: m[2]! };
+}
+
+/** The caller's view of a device row, or null when the row is not theirs to see. */
+function viewOf(row: AccessRow, userId: string): DeviceView | null {
+  const owner = row.binding.ownerId === userId;
+  if (!owner && !row.share) return null;
+  return {
+    id: row.device.id,
+    serial: row.device.serial,
+    model: row.device.model,
+    firmware: row.device.firmware,
+    channels: row.device.channels,
+    name: row.binding.name,
+    status: statusOf(row.device),
+    lastSeenAt: row.device.lastSeenAt,
+    boundAt: row.binding.boundAt,
+    role: owner ? 'OWNER' : 'SHARED',
+    permissions: owner ? [...PERMISSIONS] : normalizePermissions(row.share!.permissions),
+    bindingId: row.binding.id,
+  };
+}
+
+/**
+ * NOT_FOUND unless the caller sees the device; FORBIDDEN when they see it but lack `need`
+ * ('OWNER' or a permission; an owner has every permission).
+ */
+function requireRight(row: AccessRow | undefined, userId: string, need: 'OWNER' | Permission): DeviceView {
+  const view = row ? viewOf(row, userId) : null;
+  if (!view) throw CommonError.notFound('Device not found');
+  if (need === 'OWNER' ? view.role !== 'OWNER' : !view.permissions.includes(need)) {
+    throw CommonError.forbidden(need === 'OWNER' ? 'Only the owner can do this' : `This share lacks the ${need} permission`);
+  }
+  return view;
+}
+
+function granteeView(share: ShareRow, displayName: string | null): GranteeView {
+  const isEmail = share.inviteLogin.includes('@');
+  return {
+    id: share.granteeId,
+    email: isEmail ? share.inviteLogin : null,
+    phone: isEmail ? null : share.inviteLogin,
+    displayName,
+    totpEnabled: false,
+    createdAt: share.createdAt,
+  };
+}
+
+function shareView(share: ShareRow, displayName: string | null, device: DeviceView): ShareView {
+  return {
+    id: share.id,
+    device,
+    grantee: granteeView(share, displayName),
+    permissions: normalizePermissions(share.permissions),
+    expiresAt: share.expiresAt,
+    createdAt: share.createdAt,
+  };
+}
+
+const defaultName = (d: { model: string | null; serial: string }) => (d.model ?? d.serial).slice(0, 64);
+const label = (d: { name: string; serial: string }) => (d.name === d.serial ? d.serial : `${d.name} (${d.serial})`);
+const isActive = (s: ShareRow, now: Date) => !s.expiresAt || s.expiresAt > now;
+
+/** Devices, bindings and shares: everything a person does with a device through the API. */
+export function createDeviceService(deps: DeviceServiceDeps) {
+  const { db, clock, log } = deps;
+  const bindByDevice = deps.limiters.create('bind-device', BIND_ATTEMPTS, BIND_WINDOW_S);
+  const bindByAccount = deps.limiters.create('bind-account', BIND_ATTEMPTS, BIND_WINDOW_S);
+  const unknownGrantee = deps.limiters.create('share-unknown-grantee', UNKNOWN_GRANTEE_ATTEMPTS, 3600);
+
+  /** Publishes after a commit; the bus being down must not undo a committed change. */
+  function publishAccess(payload: AccessChangedPayload) {
+    try {
+      deps.bus.publish('device.access', { deviceId: payload.deviceId, userIds: [...new Set(payload.userIds)] });
+    } catch (err) {
+      log.warn({ err, deviceId: payload.deviceId }, 'could not publish device.access');
+    }
+  }
+
+  async function sendUnbind(deviceId: string) {
+    try {
+      await deps.commands.sendUnbind(deviceId);
+    } catch (err) {
+      log.warn({ err, deviceId }, 'could not send the unbind command');
+    }
+  }
+
+  /** Spends one guess for the device and the account up front (so parallel guesses cannot slip past). */
+  async function chargeBindAttempt(deviceKey: string, accountKey: string) {
+    const [waitDevice, waitAccount] = await Promise.all([bindByDevice.consume(deviceKey), bindByAccount.consume(accountKey)]);
+    if (waitDevice || waitAccount) {
+      // An attempt refused by one limiter did not happen; give the other its point back.
+      if (!waitDevice) await bindByDevice.refund(deviceKey);
+      if (!waitAccount) await bindByAccount.refund(accountKey);
+      throw CommonError.rateLimited(Math.max(waitDevice, waitAccount));
+    }
+  }
+
+  async function viewById(userId: string, deviceId: string): Promise<DeviceView | null> {
+    const [row] = await store.accessRows(db, userId, clock(), [deviceId]);
+    return row ? viewOf(row, userId) : null;
+  }
+
+  /** Outbox rows for ended shares: one notice per former grantee, listing their devices. */
+  function shareEndedNotices(ended: Array<{ share: ShareRow; device: DeviceView }>, users: Map<string, UserContact>, why: string): OutboxMessage[] {
+    const byGrantee = new Map<string, DeviceView[]>();
+    for (const e of ended) byGrantee.set(e.share.granteeId, [...(byGrantee.get(e.share.granteeId) ?? []), e.device]);
+    const out: OutboxMessage[] = [];
+    for (const [granteeId, list] of byGrantee) {
+      const user = users.get(granteeId);
+      const contact = user && contactOf(user);
+      if (!contact) continue;
+      const one = list.length === 1;
+      out.push({
+        ...contact,
+        kind: 'share-ended',
+        subject: one ? 'A device is no longer shared with you' : `${list.length} devices are no longer shared with you`,
+        body: `${one ? 'Your access to this device has' : 'Your access to these devices has'} ended because its owner ${why}:\n${list.map((d) => `- ${label(d)}`).join('\n')}\n`,
+      });
+    }
+    return out;
+  }
+
+  async function enqueueAll(tx: Db, messages: OutboxMessage[]) {
+    for (const m of messages) await enqueueMessage(tx, m);
+  }
+
+  /**
+   * Unbinds up to 100 devices with one password check, in one transaction, and reports per id in
+   * order: NOT_FOUND for a device the caller cannot see, FORBIDDEN for a shared one. An id given
+   * twice is unbound once; its later entries repeat the outcome with revokedShares 0 (so sums
+   * stay right). Every share ends; the devices stay provisioned for the next binding.
+   */
+  async function unbindDevices(caller: Caller | null, ids: unknown, password: unknown, meta: RequestMeta): Promise<UnbindOutcome[]> {
+    const c = requireCaller(caller, 'DEVICES_WRITE');
+    const list = arg('ids', unbindManyInput, ids);
+    await deps.confirmPassword(c.userId, password, meta);
+    const unique = [...new Set(list)];
+    const now = clock();
+
+    const done = await db.transaction(async (tx) => {
+      const rows = await store.accessRows(tx, c.userId, now, unique.filter(isUuid), true);
+      const rowOf = new Map(rows.map((r) => [r.device.id, r]));
+      const outcomes = new Map<string, UnbindOutcome>();
+      const mine: DeviceView[] = [];
+      for (const id of unique) {
+        try {
+          mine.push(requireRight(rowOf.get(id), c.userId, 'OWNER'));
+        } catch (error) {
+          outcomes.set(id, { deviceId: id, ok: false, error: error as Error, revokedShares: 0 });
+        }
+      }
+      const ended = new Set((await store.endBindings(tx, mine.map((d) => d.bindingId), c.userId, 'unbind', now)).map((b) => b.id));
+      const unbound = mine.filter((d) => ended.has(d.bindingId));
+      const revoked = await store.revokeSharesOfBindings(tx, unbound.map((d) => d.bindingId), now);
+      const endedShares = revoked.filter((s) => isActive(s, now)).map((share) => ({ share, device: unbound.find((d) => d.bindingId === share.bindingId)! }));
+      for (const d of mine) {
+        const n = endedShares.filter((e) => e.device.id === d.id).length;
+        outcomes.set(d.id, ended.has(d.bindingId) ? { deviceId: d.id, ok: true, error: null, revokedShares: n } : { deviceId: d.id, ok: false, error: CommonError.notFound('Device not found'), revokedShares: 0 });
+      }
+      await store.insertAudit(
+        tx,
+        unbound.map((d) => ({ actorId: c.userId, action: 'device.unbind', deviceId: d.id, at: now, details: { bindingId: d.bindingId, revokedShares: outcomes.get(d.id)!.revokedShares } })),
+      );
+      if (unbound.length) {
+        const users = new Map((await store.usersByIds(tx, [c.userId, ...endedShares.map((e) => e.share.granteeId)])).map((u) => [u.id, u]));
+        const owner = users.get(c.userId);
+        const one = unbound.length === 1;
+        const ownerNotices: OutboxMessage[] = (owner ? contactsOf(owner) : []).map((contact) => ({
+          ...contact,
+          kind: 'device-unbound',
+          subject: one ? `Your device ${unbound[0]!.name} was unbound` : `${unbound.length} devices were unbound from your account`,
+          body:
+            `${one ? 'This device was' : 'These devices were'} unbound from your Vigil account at ${now.toISOString()}:\n` +
+            `${unbound.map((d) => `- ${label(d)}`).join('\n')}\n\n` +
+            'Their shares have ended. A device can be bound again with the code on its label.\n' +
+            'If this was not you, change your password at once.\n',
+        }));
+        await enqueueAll(tx, [...ownerNotices, ...shareEndedNotices(endedShares, users, 'unbound it')]);
+      }
+      return { outcomes, unbound, endedShares };
+    });
+
+    if (done.unbound.length) deps.onOutbox();
+    for (const d of done.unbound) {
+      publishAccess({ deviceId: d.id, userIds: [c.userId, ...done.endedShares.filter((e) => e.device.id === d.id).map((e) => e.share.granteeId)] });
+    }
+    await Promise.all(done.unbound.map((d) => sendUnbind(d.id)));
+    const seen = new Set<string>();
+    return list.map((id) => {
+      const o = done.outcomes.get(id)!;
+      if (seen.has(id)) return { ...o, revokedShares: 0 };
+      seen.add(id);
+      return o;
+    });
+  }
+
+  return {
+    /**
+     * Binds a provisioned device to the caller with the code on its label. An unknown serial and a
+     * wrong code give the same INVALID_VERIFICATION_CODE after the same argon2 work; 5 wrong codes
+     * in 15 minutes per device and per account give RATE_LIMITED. A device bound to someone else
+     * gives DEVICE_ALREADY_BOUND (checked only after the code matched, so it reveals nothing to a
+     * guesser); the caller's own device comes back unchanged (idempotent).
+     */
+    async bindDevice(caller: Caller | null, serial: unknown, verificationCode: unknown, name: unknown): Promise<DeviceView> {
+      const c = requireCaller(caller, 'DEVICES_WRITE');
+      const v = parseInput(bindInput, { serial, verificationCode, name });
+      await chargeBindAttempt(`serial:${v.serial}`, `user:${c.userId}`);
+      const device = await store.findDeviceForBinding(db, v.serial);
+      // A malformed code cannot match anything; it needs no hashing to say so and reveals nothing about the serial.
+      const ok = /^[A-Z]{6}$/.test(v.verificationCode) && (await verifyLabelCode(device?.verificationCodeHash ?? null, v.verificationCode));
+      if (!ok || !device) throw new DeviceError('INVALID_VERIFICATION_CODE', 'The serial or the verification code is wrong');
+      // A right code is not a guess: it does not count against the limits.
+      await Promise.all([bindByDevice.refund(`serial:${v.serial}`), bindByAccount.refund(`user:${c.userId}`)]);
+
+      const bindingName = v.name ?? defaultName(device);
+      let created = false;
+      let bound = false;
+      for (let attempt = 0; attempt < 3 && !bound; attempt++) {
+        const now = clock();
+        const outcome = await db.transaction(async (tx) => {
+          const inserted = await store.insertBinding(tx, { deviceId: device.id, ownerId: c.userId, name: bindingName, boundAt: now });
+          if (inserted) {
+            await store.insertAudit(tx, [{ actorId: c.userId, action: 'device.bind', deviceId: device.id, at: now, details: { bindingId: inserted.id } }]);
+            return 'created' as const;
+          }
+          const open = await store.openBindingOf(tx, device.id);
+          if (!open) return 'retry' as const; // the conflicting binding ended meanwhile
+          return open.ownerId === c.userId ? ('mine' as const) : ('taken' as const);
+        });
+        if (outcome === 'taken') throw new DeviceError('ALREADY_BOUND', 'This device is bound to another account');
+        created = outcome === 'created';
+        bound = outcome !== 'retry';
+      }
+      if (!bound) throw new DeviceError('ALREADY_BOUND', 'This device is bound to another account');
+      if (created) publishAccess({ deviceId: device.id, userIds: [c.userId] });
+      const view = await viewById(c.userId, device.id);
+      // Unbound again between our commit and this read: as if someone else had it.
+      if (!view) throw new DeviceError('ALREADY_BOUND', 'This device is bound to another account');
+      return view;
+    },
+
+    /** A page of the caller's devices, owned and shared (unexpired), oldest binding first. */
+    async listDevices(caller: Caller | null, args: { first?: unknown; after?: unknown; filter?: unknown }): Promise<DeviceConnection> {
+      const c = requireCaller(caller, 'DEVICES_READ');
+      const v = parseInput(listInput, { first: args.first, after: args.after, filter: args.filter });
+      const cursor = v.after ? decodeCursor(v.after) : null;
+      const filter: store.ListFilter = { status: v.filter?.status, role: v.filter?.role, search: v.filter?.search || null };
+      const now = clock();
+      const rows = await store.listVisible(db, c.userId, now, filter, cursor, v.first + 1);
+      const edges = rows
+        .slice(0, v.first)
+        .map((r) => ({ cursor: encodeCursor({ boundAt: r.binding.boundAt, bindingId: r.binding.id }), node: viewOf(r, c.userId) }))
+        .filter((e): e is DeviceEdge => e.node !== null);
+      return {
+        edges,
+        pageInfo: { hasNextPage: rows.length > v.first, endCursor: edges.at(-1)?.cursor ?? null },
+        countTotal: () => store.countVisible(db, c.userId, now, filter),
+      };
+    },
+
+    /** The device, or null when it does not exist or the caller may not see it. */
+    async device(caller: Caller | null, id: unknown): Promise<DeviceView | null> {
+      const c = requireCaller(caller, 'DEVICES_READ');
+      const deviceId = arg('id', idSchema, id);
+      return isUuid(deviceId) ? viewById(c.userId, deviceId) : null;
+    },
+
+    /** Batch form of `device` for DataLoader: one statement, results in the order of `ids`. */
+    async devicesByIds(caller: Caller | null, ids: readonly string[]): Promise<Array<DeviceView | null>> {
+      const c = requireCaller(caller, 'DEVICES_READ');
+      const rows = await store.accessRows(db, c.userId, clock(), ids.filter(isUuid));
+      const byId = new Map(rows.map((r) => [r.device.id, viewOf(r, c.userId)]));
+      return ids.map((id) => byId.get(id) ?? null);
+    },
+
+    /** Device.shares for many devices in one statement: an owner sees every open share, a grantee only its own. */
+    async sharesOfDevices(caller: Caller | null, devices: readonly DeviceView[]): Promise<ShareView[][]> {
+      const c = requireCaller(caller, 'DEVICES_READ');
+      const owned = devices.filter((d) => d.role === 'OWNER').map((d) => d.bindingId);
+      const shared = devices.filter((d) => d.role === 'SHARED').map((d) => d.bindingId);
+      const rows = await store.sharesOf(db, c.userId, clock(), owned, shared);
+      return devices.map((d) =>
+        rows.filter((r) => r.share.bindingId === d.bindingId && (d.role === 'OWNER' || r.share.granteeId === c.userId)).map((r) => shareView(r.share, r.displayName, d)),
+      );
+    },
+
+    /** Renames the device for everyone who sees it: the owner, or a grantee with CONFIGURE. */
+    async renameDevice(caller: Caller | null, id: unknown, name: unknown): Promise<DeviceView> {
+      const c = requireCaller(caller, 'DEVICES_WRITE');
+      const deviceId = arg('id', idSchema, id);
+      const newName = arg('name', nameSchema, name);
+      if (!isUuid(deviceId)) throw CommonError.notFound('Device not found');
+      const now = clock();
+      const view = await db.transaction(async (tx) => {
+        const [row] = await store.accessRows(tx, c.userId, now, [deviceId], true);
+        const view = requireRight(row, c.userId, 'CONFIGURE');
+        await store.renameBinding(tx, view.bindingId, newName);
+        await store.insertAudit(tx, [{ actorId: c.userId, action: 'device.rename', deviceId, at: now, details: { bindingId: view.bindingId, name: newName } }]);
+        return view;
+      });
+      return { ...view, name: newName };
+    },
+
+    /**
+     * Shares the caller's device with another account, found by email or phone. Owner only.
+     * Granting again to the same person updates permissions and expiry instead of duplicating.
+     */
+    async grantShare(caller: Caller | null, deviceId: unknown, grantee: unknown, permissions: unknown, expiresAt: unknown): Promise<ShareView> {
+      const c = requireCaller(caller, 'SHARES_WRITE');
+      const id = arg('deviceId', idSchema, deviceId);
+      const v = parseInput(shareInput, { grantee, permissions, expiresAt: expiresAt ?? null });
+      const now = clock();
+      if (v.expiresAt && v.expiresAt <= now) throw CommonError.badInput('expiresAt: must be in the future');
+      if (!isUuid(id)) throw CommonError.notFound('Device not found');
+      const login: Login = v.grantee;
+
+      const result = await db.transaction(async (tx) => {
+        const [row] = await store.accessRows(tx, c.userId, now, [id], true);
+        const view = requireRight(row, c.userId, 'OWNER');
+        const wait = await unknownGrantee.blockedFor(c.userId);
+        if (wait) throw CommonError.rateLimited(wait);
+        const target = await store.findUserByLogin(tx, login);
+        if (!target) {
+          await unknownGrantee.consume(c.userId);
+          throw CommonError.notFound('No such account');
+        }
+        if (target.id === c.userId) throw CommonError.badInput('grantee: you cannot share a device with yourself');
+        const { share, created } = await store.upsertShare(tx, {
+          bindingId: view.bindingId,
+          deviceId: id,
+          granteeId: target.id,
+          inviteLogin: login.value,
+          permissions: normalizePermissions(v.permissions),
+          expiresAt: v.expiresAt ?? null,
+          createdAt: now,
+        });
+        if (created && (await store.countOpenShares(tx, view.bindingId)) > MAX_SHARES_PER_DEVICE) {
+          throw CommonError.badInput(`A device can be shared with at most ${MAX_SHARES_PER_DEVICE} accounts`);
+        }
+        await store.insertAudit(tx, [
+          {
+            actorId: c.userId,
+            action: created ? 'share.grant' : 'share.update',
+            deviceId: id,
+            at: now,
+            details: { shareId: share.id, granteeId: target.id, permissions: share.permissions, expiresAt: share.expiresAt?.toISOString() ?? null },
+          },
+        ]);
+        return shareView(share, target.displayName, view);
+      });
+      publishAccess({ deviceId: id, userIds: [result.grantee.id] });
+      return result;
+    },
+
+    /** Ends a share: by the device's owner, or by the grantee to leave. Anyone else gets NOT_FOUND. */
+    async revokeShare(caller: Caller | null, shareId: unknown): Promise<boolean> {
+      const c = requireCaller(caller, 'SHARES_WRITE');
+      const id = arg('id', idSchema, shareId);
+      if (!isUuid(id)) throw CommonError.notFound('Share not found');
+      const now = clock();
+      const ended = await db.transaction(async (tx) => {
+        const row = await store.lockOpenShare(tx, id);
+        if (!row || (row.binding.ownerId !== c.userId && row.share.granteeId !== c.userId)) throw CommonError.notFound('Share not found');
+        await store.revokeShareById(tx, id, now);
+        const by = row.binding.ownerId === c.userId ? 'owner' : 'grantee';
+        await store.insertAudit(tx, [{ actorId: c.userId, action: 'share.revoke', deviceId: row.share.deviceId, at: now, details: { shareId: id, granteeId: row.share.granteeId, by } }]);
+        return row.share;
+      });
+      publishAccess({ deviceId: ended.deviceId, userIds: [ended.granteeId] });
+      return true;
+    },
+
+    /** Unbinds one device (owner only, password step-up). Failures are thrown, not reported. */
+    async unbindDevice(caller: Caller | null, id: unknown, password: unknown, meta: RequestMeta): Promise<UnbindOutcome> {
+      const [result] = await unbindDevices(caller, [arg('id', idSchema, id)], password, meta);
+      if (result!.error) throw result!.error;
+      return result!;
+    },
+
+    unbindDevices,
+
+    /**
+     * Hands the caller's device to another account (email or phone) in one transaction, without the
+     * label code: the binding ends, every share ends, the new owner's binding starts now (so they
+     * never see older alarms). Owner only, password step-up. Both accounts are told.
+     */
+    async transferDevice(caller: Caller | null, id: unknown, to: unknown, password: unknown, meta: RequestMeta): Promise<boolean> {
+      const c = requireCaller(caller, 'DEVICES_WRITE');
+      const deviceId = arg('id', idSchema, id);
+      const login = arg('to', loginSchema, to);
+      await deps.confirmPassword(c.userId, password, meta);
+      if (!isUuid(deviceId)) throw CommonError.notFound('Device not found');
+      const now = clock();
+
+      const done = await db.transaction(async (tx) => {
+        const [row] = await store.accessRows(tx, c.userId, now, [deviceId], true);
+        const view = requireRight(row, c.userId, 'OWNER');
+        // Looked up only once the caller is known to own the device: no account probing for others.
+        const target = await store.findUserByLogin(tx, login);
+        if (!target) throw CommonError.notFound('No such account');
+        if (target.id === c.userId) throw CommonError.badInput('to: the device is already yours');
+        const [ended] = await store.endBindings(tx, [view.bindingId], c.userId, 'transfer', now);
+        if (!ended) throw CommonError.notFound('Device not found');
+        const revoked = await store.revokeSharesOfBindings(tx, [view.bindingId], now);
+        const endedShares = revoked.filter((s) => isActive(s, now)).map((share) => ({ share, device: view }));
+        const next = await store.insertBinding(tx, { deviceId, ownerId: target.id, name: defaultName(view), boundAt: now });
+        // Cannot happen while we hold the binding's lock; kept so a bug cannot leave two owners.
+        if (!next) throw new DeviceError('ALREADY_BOUND', 'The device was bound meanwhile');
+        await store.insertAudit(tx, [
+          {
+            actorId: c.userId,
+            action: 'device.transfer',
+            deviceId,
+            at: now,
+            details: { fromBindingId: view.bindingId, toBindingId: next.id, toUserId: target.id, revokedShares: endedShares.length },
+          },
+        ]);
+        const users = new Map((await store.usersByIds(tx, [c.userId, ...endedShares.map((e) => e.share.granteeId)])).map((u) => [u.id, u]));
+        users.set(target.id, target);
+        const from = users.get(c.userId);
+        await enqueueAll(tx, [
+          ...(from ? contactsOf(from) : []).map((contact) => ({
+            ...contact,
+            kind: 'device-transferred-out',
+            subject: `Your device ${view.name} was transferred`,
+            body:
+              `The device ${label(view)} was transferred from your Vigil account to ${login.value} at ${now.toISOString()}.\n` +
+              'Its shares have ended.\nIf this was not you, change your password at once.\n',
+          })),
+          ...contactsOf(target).map((contact) => ({
+            ...contact,
+            kind: 'device-transferred-in',
+            subject: 'A device was transferred to your Vigil account',
+            body: `The device ${view.serial}${view.model ? ` (${view.model})` : ''} was transferred to your Vigil account at ${now.toISOString()}. It is now in your device list.\n`,
+          })),
+          ...shareEndedNotices(endedShares, users, 'transferred it'),
+        ]);
+        return { targetId: target.id, endedShares };
+      });
+
+      deps.onOutbox();
+      publishAccess({ deviceId, userIds: [c.userId, done.targetId, ...done.endedShares.map((e) => e.share.granteeId)] });
+      await sendUnbind(deviceId);
+      return true;
+    },
+  };
+}
+
+export type DeviceService = ReturnType<typeof createDeviceService>;

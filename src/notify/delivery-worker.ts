@@ -1,0 +1,143 @@
+import type { Logger } from 'pino';
+import type { Db } from '../db/index';
+import { claimDueMessages, markMessageFailed, markMessageSent, scheduleMessageRetry, type ClaimedMessage } from './outbox';
+import type { Transports } from './transports';
+
+export interface DeliveryWorkerOptions {
+  db: Db;
+  clock: () => Date;
+  log: Logger;
+  transports: Transports;
+  /** Safety-net poll for rows nobody kicked for (other nodes, crashes). Default 5 s. */
+  pollIntervalMs?: number;
+  /** Messages claimed per round. Default 10. */
+  batchSize?: number;
+  /** Attempts before a message is marked failed. Default 12 (about 18 minutes of backoff, past a reset code's life). */
+  maxAttempts?: number;
+  /** First retry delay; doubles per attempt, with jitter. Default 1 s. */
+  baseDelayMs?: number;
+  /** Ceiling of the retry delay. Default 5 min. */
+  maxDelayMs?: number;
+  /** How long a claimed message stays hidden from other workers while it is sent. Default 2 min. */
+  leaseMs?: number;
+  random?: () => number;
+}
+
+export interface DeliveryWorker {
+  start(): void;
+  /** Waits for the round in progress, then closes the transports. */
+  stop(): Promise<void>;
+  /** Runs a delivery round soon: call after committing a transaction that queued messages. */
+  kick(): void;
+}
+
+/** Exponential backoff with "equal jitter": half the delay fixed, half random. */
+export function retryDelayMs(attempt: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
+  const full = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(full / 2 + random() * (full / 2));
+}
+
+/**
+ * Delivers the outbox: claims due rows (SKIP LOCKED, so any number of gateway nodes can run it),
+ * sends each through its channel's transport, marks it sent, or schedules a retry with
+ * exponential backoff and jitter until `maxAttempts`, then marks it failed and logs an error.
+ */
+export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker {
+  const pollMs = opts.pollIntervalMs ?? 5_000;
+  const batchSize = opts.batchSize ?? 10;
+  const maxAttempts = opts.maxAttempts ?? 12;
+  const baseDelayMs = opts.baseDelayMs ?? 1_000;
+  const maxDelayMs = opts.maxDelayMs ?? 5 * 60_000;
+  const leaseMs = opts.leaseMs ?? 2 * 60_000;
+  const random = opts.random ?? Math.random;
+  const { db, clock, transports } = opts;
+  const log = opts.log.child({ component: 'outbox' });
+
+  let started = false;
+  let stopped = false;
+  let again = false;
+  let running: Promise<void> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+
+  /** Sends one message; returns the retry delay when it will be tried again. */
+  async function deliver(m: ClaimedMessage): Promise<number | undefined> {
+    const transport = transports[m.channel];
+    try {
+      if (!transport) throw new Error(`no transport for channel ${m.channel}`);
+      await transport.send(m);
+    } catch (err) {
+      const error = (err instanceof Error ? err.message : String(err)).slice(0, 500);
+      if (m.attempts >= maxAttempts || !transport) {
+        await markMessageFailed(db, m.id, clock(), error);
+        log.error({ outboxId: m.id, kind: m.kind, channel: m.channel, attempts: m.attempts, error }, 'outbox message given up');
+        return undefined;
+      }
+      const delay = retryDelayMs(m.attempts, baseDelayMs, maxDelayMs, random);
+      await scheduleMessageRetry(db, m.id, new Date(clock().getTime() + delay), error);
+      log.warn({ outboxId: m.id, kind: m.kind, channel: m.channel, attempts: m.attempts, retryInMs: delay, error }, 'outbox delivery failed; will retry');
+      return delay;
+    }
+    await markMessageSent(db, m.id, clock());
+    log.info({ outboxId: m.id, kind: m.kind, channel: m.channel, transport: transport.name, attempts: m.attempts }, 'outbox message sent');
+    return undefined;
+  }
+
+  /** Delivers until nothing is due; returns when to look again. */
+  async function round(): Promise<number> {
+    let wakeMs = pollMs;
+    while (!stopped) {
+      const now = clock();
+      const batch = await claimDueMessages(db, now, batchSize, new Date(now.getTime() + leaseMs));
+      const delays = await Promise.all(batch.map(deliver));
+      for (const d of delays) if (d !== undefined) wakeMs = Math.min(wakeMs, d);
+      if (batch.length < batchSize) break;
+    }
+    return wakeMs;
+  }
+
+  function schedule(ms: number) {
+    clearTimeout(timer);
+    if (stopped) return;
+    timer = setTimeout(kick, ms);
+    timer.unref();
+  }
+
+  function kick() {
+    if (!started || stopped) return;
+    if (running) {
+      again = true;
+      return;
+    }
+    running = (async () => {
+      let wakeMs = pollMs;
+      do {
+        again = false;
+        try {
+          wakeMs = await round();
+        } catch (err) {
+          log.warn({ err }, 'outbox round failed; will poll again');
+          wakeMs = pollMs;
+        }
+      } while (again && !stopped);
+      schedule(wakeMs);
+    })().finally(() => {
+      running = undefined;
+      if (again && !stopped) kick(); // a kick that landed after the last round's check
+    });
+  }
+
+  return {
+    start() {
+      if (started) return;
+      started = true;
+      kick(); // leftovers from before a restart or crash
+    },
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await running;
+      for (const t of new Set(Object.values(transports))) t.close?.();
+    },
+    kick,
+  };
+}

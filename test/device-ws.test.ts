@@ -1,0 +1,179 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { eq } from 'drizzle-orm';
+import { WebSocket } from 'ws';
+import { tables } from '../src/db/index';
+import { AlarmIdsDocument, DeviceDocument, UnbindDeviceDocument } from './generated/graphql';
+import { connectDevice, insertDevice, openDeviceSocket, statusEvents } from './helpers/alarms-fixtures';
+import { provisionAndBind, registerUser, type TestUser } from './helpers/devices';
+import { expectData, startApp, testClock, waitFor, type TestApp } from './helpers/harness';
+
+let t: TestApp;
+let owner: TestUser;
+const clock = testClock();
+
+before(async () => {
+  t = await startApp({ clock: clock.now });
+  owner = await registerUser(t, 'ws-owner');
+});
+after(() => t.stop());
+
+const statusOf = async (deviceId: string, token = owner.token) => expectData(await t.gql(DeviceDocument, { id: deviceId }, { token })).device;
+
+describe('device WebSocket channel', () => {
+  test('welcomes a provisioned device and shows it ONLINE with its firmware when it says hello', async () => {
+    const { device, provisioned } = await provisionAndBind(t, owner);
+    assert.equal(device.status, 'OFFLINE');
+    const events = statusEvents(t.app.bus, device.id);
+    const dev = await connectDevice(t.url, provisioned, { firmware: 'V5.7.11 build 230301' });
+    assert.equal(dev.ws.protocol, 'vigil-device.v1');
+    assert.deepEqual(dev.frames[0], { type: 'welcome', heartbeatSeconds: 30, bound: true });
+    const seen = await statusOf(device.id);
+    assert.equal(seen?.status, 'ONLINE');
+    assert.equal(seen?.firmware, 'V5.7.11 build 230301');
+    assert.ok(seen?.lastSeenAt);
+    dev.send({ type: 'heartbeat' });
+    dev.send({ type: 'heartbeat' });
+    dev.close();
+    await dev.closed;
+    await waitFor(async () => (await statusOf(device.id))?.status === 'OFFLINE', 5000, 'OFFLINE after close');
+    await waitFor(() => events.of(device.id).length === 2);
+    assert.deepEqual(events.of(device.id), ['ONLINE', 'OFFLINE'], 'each transition once');
+    events.stop();
+  });
+
+  test('refuses the upgrade with 400 when the subprotocol is not offered', async () => {
+    await assert.rejects(openDeviceSocket(t.url, []), /upgrade refused: 400/);
+    await assert.rejects(openDeviceSocket(t.url, ['graphql-transport-ws']), /upgrade refused: 400/);
+  });
+
+  test('closes 4401 when the key is wrong or the serial unknown', async () => {
+    const d = await insertDevice(t.app.db.db);
+    for (const hello of [
+      { type: 'hello', serial: d.serial, key: 'wrong-key' },
+      { type: 'hello', serial: 'DS-NOBODY', key: d.deviceKey },
+    ]) {
+      const dev = await openDeviceSocket(t.url);
+      dev.send(hello);
+      assert.equal((await dev.closed).code, 4401);
+      assert.equal(dev.frames.length, 0);
+    }
+  });
+
+  test('closes 4400 on a frame that is not JSON and on a binary frame', async () => {
+    const a = await openDeviceSocket(t.url);
+    a.send('hello?');
+    assert.equal((await a.closed).code, 4400);
+    const b = await openDeviceSocket(t.url);
+    b.ws.send(Buffer.from([1, 2, 3]), { binary: true });
+    assert.equal((await b.closed).code, 4400);
+  });
+
+  test('closes the connection when a frame exceeds the transport limit', async () => {
+    const d = await openDeviceSocket(t.url);
+    d.send({ type: 'hello', serial: 'X', key: 'k'.repeat(100 * 1024) });
+    const { code } = await d.closed;
+    assert.ok(code === 1009 || code === 4400, `closed with ${code}`);
+  });
+
+  test('acks an event after storing it and stores a resent event once when the device reconnects', async () => {
+    const { device, provisioned } = await provisionAndBind(t, owner);
+    const dev = await connectDevice(t.url, provisioned);
+    const at = new Date(Date.now() - 5000).toISOString();
+    const event = { type: 'event', id: 'evt-1', channel: 2, eventType: 'linedetection', state: 'active', at, description: 'Line crossed' };
+    dev.send(event);
+    await dev.waitFrame((f) => f.type === 'ack' && f.id === 'evt-1');
+    // Acked means stored: the row is there the moment the ack is.
+    const stored = await t.app.db.db.select().from(tables.alarms).where(eq(tables.alarms.deviceId, device.id));
+    assert.equal(stored.length, 1);
+    dev.send(event); // resent on the same connection
+    await waitFor(() => dev.frames.filter((f) => f.type === 'ack').length === 2);
+    dev.ws.terminate();
+    await dev.closed;
+    const again = await connectDevice(t.url, provisioned);
+    again.send(event); // resent after reconnecting
+    again.send({ ...event, id: 42, channel: 3 }); // numeric ids are fine too
+    await again.waitFrame((f) => f.type === 'ack' && f.id === 42);
+    assert.ok(again.frames.some((f) => f.type === 'ack' && f.id === 'evt-1'));
+    const list = expectData(await t.gql(AlarmIdsDocument, { filter: { deviceIds: [device.id] } }, { token: owner.token })).alarms.edges;
+    assert.deepEqual(
+      list.map((e) => [e.node.type, e.node.channel]),
+      [
+        ['LINE_CROSSING', 3],
+        ['LINE_CROSSING', 2],
+      ],
+    );
+    again.close();
+    await again.closed;
+  });
+
+  test('closes the older connection with 4409 when the same serial connects again', async () => {
+    const { device, provisioned } = await provisionAndBind(t, owner);
+    const events = statusEvents(t.app.bus, device.id);
+    const first = await connectDevice(t.url, provisioned);
+    const second = await connectDevice(t.url, provisioned);
+    const closed = await first.closed;
+    assert.equal(closed.code, 4409);
+    assert.equal(second.ws.readyState, WebSocket.OPEN);
+    second.send({ type: 'heartbeat' });
+    assert.equal((await statusOf(device.id))?.status, 'ONLINE');
+    assert.deepEqual(events.of(device.id), ['ONLINE'], 'a replacement is not an OFFLINE/ONLINE flap');
+    second.close();
+    await second.closed;
+    await waitFor(() => events.of(device.id).length === 2);
+    assert.deepEqual(events.of(device.id), ['ONLINE', 'OFFLINE']);
+    events.stop();
+  });
+
+  test('sends the unbind command to the connected device when its owner unbinds it', async () => {
+    const { device, provisioned } = await provisionAndBind(t, owner);
+    const dev = await connectDevice(t.url, provisioned);
+    const res = expectData(await t.gql(UnbindDeviceDocument, { id: device.id, password: owner.password }, { token: owner.token }));
+    assert.equal(res.unbindDevice.ok, true);
+    const cmd = await dev.waitFrame((f) => f.type === 'command');
+    assert.equal(cmd.name, 'unbind');
+    dev.send({ type: 'result', id: cmd.id, ok: true });
+    await waitFor(async () => {
+      const [row] = await t.app.db.db.select().from(tables.deviceCommands).where(eq(tables.deviceCommands.id, String(cmd.id)));
+      return row?.completedAt;
+    });
+    // After the unbind the device keeps reporting, but its events belong to nobody.
+    dev.send({ type: 'event', id: 'after-unbind', eventType: 'VMD' });
+    await dev.waitFrame((f) => f.type === 'ack' && f.id === 'after-unbind');
+    const rows = await t.app.db.db.select().from(tables.alarms).where(eq(tables.alarms.deviceId, device.id));
+    assert.equal(rows.length, 0);
+    const reconnect = await (async () => {
+      dev.close();
+      await dev.closed;
+      return connectDevice(t.url, provisioned);
+    })();
+    assert.equal(reconnect.frames[0]?.bound, false);
+    reconnect.close();
+    await reconnect.closed;
+  });
+
+  test('marks a silent WebSocket device OFFLINE when the sweeper runs after two and a half heartbeats', async () => {
+    const { device, provisioned } = await provisionAndBind(t, owner);
+    const dev = await connectDevice(t.url, provisioned);
+    clock.advance(60_000);
+    await t.app.registry.sweep();
+    assert.equal((await statusOf(device.id))?.status, 'ONLINE', 'two heartbeats missed is not yet OFFLINE');
+    clock.advance(16_000);
+    await t.app.registry.sweep();
+    assert.equal((await statusOf(device.id))?.status, 'OFFLINE');
+    dev.send({ type: 'heartbeat' });
+    await waitFor(async () => (await statusOf(device.id))?.status === 'ONLINE', 5000, 'revived by a heartbeat');
+    dev.close();
+    await dev.closed;
+  });
+});
+
+describe('device WebSocket hello timeout', () => {
+  test('closes 4408 when no hello arrives within 5 s', async () => {
+    const dev = await openDeviceSocket(t.url);
+    const started = Date.now();
+    const { code } = await dev.closed;
+    assert.equal(code, 4408);
+    assert.ok(Date.now() - started >= 4500, 'not before the timeout');
+  });
+});
