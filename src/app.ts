@@ -34,6 +34,9 @@ import { createLoaders, type GraphqlContext } from './schema/context';
 import type { Services } from './services';
 import { createAlarmStore, type AlarmStore } from './streams/alarm-store';
 import { createAlarmService } from './streams/alarm.service';
+import { createAccessCache } from './streams/access-cache';
+import { createAlarmTailer } from './streams/alarm-tail';
+import { createLiveService } from './streams/live.service';
 import { createEventBus, type EventBus } from './streams/event-bus';
 import { createRetentionJob } from './streams/retention';
 
@@ -108,12 +111,15 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   let redis: Redis | undefined;
   let bus: EventBus;
   if (config.redisUrl) {
+    // Redis down: ioredis reconnects forever (backing off to 2 s); a command waits through at most
+    // two reconnect attempts, then fails. Rate limits then fall back to this node's memory, publishes
+    // are dropped (logged), subscriptions resume on reconnect; queries keep being served.
     const redisOptions = { keyPrefix: undefined, maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false } as const;
     redis = new Redis(config.redisUrl, redisOptions);
     const publish = new Redis(config.redisUrl, redisOptions);
     const subscribe = new Redis(config.redisUrl, redisOptions);
     for (const client of [redis, publish, subscribe]) client.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
-    bus = createEventBus({ publish, subscribe });
+    bus = createEventBus({ publish, subscribe, onError: (err, what) => log.warn({ err: err instanceof Error ? err.message : err, what }, 'redis bus command failed') });
     closers.push(async () => {
       await Promise.allSettled([redis!.quit(), publish.quit(), subscribe.quit()]);
     });
@@ -132,7 +138,15 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
 
   // TOTP secrets must stay reversible, so they are encrypted at rest with a key derived from the signing key.
   const totpBox = aesGcmSecretBox(deriveSecretKey(signingKey, 'totp-secrets v1'));
-  const apiKeys = createApiKeyService({ db, clock, limiters });
+  // A session or API key that ends closes its GraphQL WebSockets on every node (src/http/graphql-ws.ts).
+  const onCredentialEnded = (ended: { sessionId?: string; apiKeyId?: string }) => {
+    try {
+      bus.publish('session.ended', ended);
+    } catch (err) {
+      log.warn({ err }, 'could not publish session.ended');
+    }
+  };
+  const apiKeys = createApiKeyService({ db, clock, limiters, onCredentialEnded });
   const auth = createAuthService({
     db,
     clock,
@@ -143,6 +157,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     secondFactor: createSecondFactorVerifier({ clock, box: totpBox }),
     apiKeys,
     onOutbox: delivery.kick,
+    onCredentialEnded,
   });
   const totp = createTotpService({ db, clock, box: totpBox, limiters, confirmPassword: auth.confirmPassword, onOutbox: delivery.kick });
   const passwordReset = createPasswordResetService({
@@ -167,6 +182,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     alarms: alarmStore,
     limiters,
     isapiOfflineAfterS: config.deviceOfflineAfterS,
+    heartbeatSeconds: config.deviceHeartbeatS,
+    sweepIntervalMs: config.deviceSweepIntervalMs,
     ...overrides.deviceTimings,
   });
   workers.push(registry);
@@ -189,7 +206,16 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const provisioning = createProvisioningService({ db, clock });
   const adminToken = loadAdminToken(config.adminToken, config.dataDir);
   const alarms = createAlarmService({ clock, store: alarmStore, quietEndS: config.alarmQuietEndS });
-  const services: Services = { auth, totp, apiKeys, passwordReset, devices, alarms };
+  // Live streams: one alarm tailer and one access cache per node, shared by every subscriber.
+  const alarmTailer = createAlarmTailer({ store: alarmStore, bus, log });
+  const accessCache = createAccessCache({ load: (userId) => alarmStore.alarmAudienceOf(userId), bus, log, clock });
+  const live = createLiveService({ clock, bus, log, tailer: alarmTailer, access: accessCache, store: alarmStore, alarms, maxPending: config.limits.wsPendingEvents });
+  workers.push(
+    { start: () => alarmTailer.start(), stop: () => alarmTailer.stop() },
+    { start: () => accessCache.start(), stop: () => accessCache.stop() },
+    { start: () => live.start(), stop: () => live.stop() },
+  );
+  const services: Services = { auth, totp, apiKeys, passwordReset, devices, alarms, live };
 
   const schema = await buildGraphqlSchema();
   const fastify = Fastify({
@@ -348,11 +374,18 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     schema,
     wss: graphqlWss,
     services,
+    bus,
+    clock,
     log,
     metrics,
     production: config.production,
     validationRules: limitRules,
-    maxSubscriptionsPerConnection: 50,
+    maxSubscriptionsPerConnection: config.limits.wsSubscriptionsPerConnection,
+    maxConnectionsPerUser: config.limits.wsConnectionsPerUser,
+    maxPendingPerSubscription: config.limits.wsPendingEvents,
+    maxBufferedBytes: config.limits.wsBufferedBytes,
+    connectionInitTimeoutMs: config.limits.wsInitTimeoutMs,
+    grouping: config.wsGrouping,
     clientIp: (req) => req.socket.remoteAddress ?? 'unknown',
   });
   graphqlWss.on('connection', (socket) => {

@@ -21,6 +21,13 @@ Commands:
       --channels N        Video channels, 1-256 (default 1)
       --url U             Gateway base URL (default VIGIL_URL, else http://HOST:PORT from the environment)
       --json              Print the gateway's JSON reply instead of text
+  devices simulate        Connect simulated devices to a gateway's device channel (Ctrl-C stops).
+      --url U             Device channel (default ws://HOST:PORT/devices/ws from the environment)
+      --count N           Devices, 1-10000 (default 10)
+      --alarm-rate R      Alarms per device per second (default 0.2)
+      --prefix P          Serial prefix (default SIM): P-00001, P-00002, ...
+      --state F           Device keys kept for reuse (default <DATA_DIR>/simulator-devices.json)
+      --duration S        Stop after S seconds
 
 The admin token comes from ADMIN_TOKEN, else from <DATA_DIR>/admin-token (written by the gateway on first start).
 `;
@@ -47,7 +54,16 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
         return await migrate(io);
       case 'devices':
         if (rest[0] === 'provision') return await provision(rest.slice(1), io);
-        throw new UsageError(rest[0] ? `unknown devices command: ${rest[0]}` : 'devices needs a command: provision');
+        if (rest[0] === 'simulate') {
+          const { runSimulate, SimulateUsageError } = await import('./devices/simulator-cli');
+          try {
+            return await runSimulate(rest.slice(1), { ...io, tty: io === defaultIo && process.stderr.isTTY });
+          } catch (e) {
+            if (e instanceof SimulateUsageError) throw new UsageError(e.message);
+            throw e;
+          }
+        }
+        throw new UsageError(rest[0] ? `unknown devices command: ${rest[0]}` : 'devices needs a command: provision, simulate');
       case undefined:
       case 'help':
       case '--help':

@@ -31,6 +31,8 @@ const envSchema = z.object({
   JWT_PRIVATE_KEY: z.string().min(1).optional(),
   ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
   DEVICE_OFFLINE_AFTER_S: positiveInt.default(90),
+  DEVICE_HEARTBEAT_S: positiveInt.max(3600).default(30),
+  DEVICE_SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
   NODE_ID: z.string().min(1).max(200).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   NODE_ENV: z.string().optional(),
@@ -52,6 +54,12 @@ const envSchema = z.object({
   HTTP_RATE_PER_TOKEN: positiveInt.default(600),
   OPERATION_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(15_000),
   WS_MESSAGES_PER_S: positiveInt.default(50),
+  WS_MAX_CONNECTIONS_PER_USER: positiveInt.default(20),
+  WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: positiveInt.default(50),
+  WS_MAX_PENDING_EVENTS: positiveInt.default(1000),
+  WS_MAX_BUFFERED_BYTES: positiveInt.default(1024 * 1024),
+  WS_INIT_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
+  WS_GROUPING: z.enum(['true', 'false', '1', '0']).default('true').transform((v) => v === 'true' || v === '1'),
   TRUST_PROXY: z.enum(['true', 'false', '1', '0']).default('false').transform((v) => v === 'true' || v === '1'),
 });
 
@@ -71,6 +79,10 @@ export interface Config {
   jwtPrivateKey: string | undefined;
   adminToken: string | undefined;
   deviceOfflineAfterS: number;
+  /** Heartbeat period told to WebSocket devices; 2.5 of them without a frame is OFFLINE. */
+  deviceHeartbeatS: number;
+  /** How often the registry's sweeper runs (on the node holding its lease). */
+  deviceSweepIntervalMs: number;
   nodeId: string;
   logLevel: Env['LOG_LEVEL'];
   production: boolean;
@@ -92,9 +104,20 @@ export interface Config {
     operationTimeoutMs: number;
     /** Messages per second one GraphQL WebSocket may send before it is closed. */
     wsMessagesPerS: number;
+    /** GraphQL WebSockets one user may hold open on one node (4429 beyond). */
+    wsConnectionsPerUser: number;
+    wsSubscriptionsPerConnection: number;
+    /** Undelivered events one subscription may hold before its socket is closed 1013 (slow consumer). */
+    wsPendingEvents: number;
+    /** Unsent bytes one GraphQL WebSocket may hold before it is closed 1013 (slow consumer). */
+    wsBufferedBytes: number;
+    /** `connection_init` must arrive within this, else 4408. */
+    wsInitTimeoutMs: number;
   };
   /** Take the client IP from X-Forwarded-For (only behind a trusted load balancer). */
   trustProxy: boolean;
+  /** Identical subscriptions of one caller share one execution per event (off only to measure it). */
+  wsGrouping: boolean;
   accessTokenTtlS: number;
   refreshTokenTtlS: number;
   alarmQuietEndS: number;
@@ -128,6 +151,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     jwtPrivateKey: e.JWT_PRIVATE_KEY,
     adminToken: e.ADMIN_TOKEN,
     deviceOfflineAfterS: e.DEVICE_OFFLINE_AFTER_S,
+    deviceHeartbeatS: e.DEVICE_HEARTBEAT_S,
+    deviceSweepIntervalMs: e.DEVICE_SWEEP_INTERVAL_MS,
     nodeId: e.NODE_ID ?? `${os.hostname()}-${process.pid}`,
     logLevel: e.LOG_LEVEL,
     production: e.NODE_ENV === 'production',
@@ -145,8 +170,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       httpPerTokenPerMin: e.HTTP_RATE_PER_TOKEN,
       operationTimeoutMs: e.OPERATION_TIMEOUT_MS,
       wsMessagesPerS: e.WS_MESSAGES_PER_S,
+      wsConnectionsPerUser: e.WS_MAX_CONNECTIONS_PER_USER,
+      wsSubscriptionsPerConnection: e.WS_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+      wsPendingEvents: e.WS_MAX_PENDING_EVENTS,
+      wsBufferedBytes: e.WS_MAX_BUFFERED_BYTES,
+      wsInitTimeoutMs: e.WS_INIT_TIMEOUT_MS,
     },
     trustProxy: e.TRUST_PROXY,
+    wsGrouping: e.WS_GROUPING,
     accessTokenTtlS: e.ACCESS_TOKEN_TTL_S,
     refreshTokenTtlS: e.REFRESH_TOKEN_TTL_S,
     alarmQuietEndS: e.ALARM_QUIET_END_S,

@@ -4,6 +4,7 @@ import type { PasswordResetService } from './accounts/password-reset.service';
 import type { TotpService } from './accounts/totp.service';
 import type { DeviceService } from './devices/device.service';
 import type { AlarmService } from './streams/alarm.service';
+import type { LiveService } from './streams/live.service';
 
 /**
  * Every service the API reaches, built once per app in src/app.ts (the composition root) and
@@ -16,4 +17,6 @@ export interface Services {
   passwordReset: PasswordResetService;
   devices: DeviceService;
   alarms: AlarmService;
+  /** The deviceStatus and alarms subscriptions. */
+  live: LiveService;
 }

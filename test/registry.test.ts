@@ -1,4 +1,10 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { eq } from 'drizzle-orm';
 import { pino } from 'pino';
@@ -6,8 +12,8 @@ import { tables } from '../src/db/index';
 import { createDeviceRegistry, type DeviceRegistry, type DeviceTransport } from '../src/devices/device-registry';
 import { createEventBus, type EventBus } from '../src/streams/event-bus';
 import { createLeasedJob } from '../src/streams/lease';
-import { insertBinding, insertDevice, insertUser, statusEvents, type DirectDevice } from './helpers/alarms-fixtures';
-import { startApp, testClock, waitFor, type TestApp } from './helpers/harness';
+import { connectDevice, insertBinding, insertDevice, insertUser, statusEvents, type DirectDevice } from './helpers/alarms-fixtures';
+import { freshDatabase, hasPostgres, startApp, testClock, waitFor, type TestApp } from './helpers/harness';
 
 /** An in-memory transport: what the registry sent, how it closed, and a way to deliver frames. */
 function fakeTransport() {
@@ -298,5 +304,78 @@ describe('leases', () => {
     clock.advance(3100); // b's lease (3 intervals) runs out without renewal
     assert.equal(await a.runOnce(), true);
     assert.deepEqual(runs, ['a', 'a', 'b', 'a']);
+  });
+});
+
+describe('a gateway process that dies', { skip: hasPostgres ? false : 'needs Postgres: two processes share one database' }, () => {
+  test('marks the devices of a SIGKILLed gateway OFFLINE from a surviving node, and they come back when they reconnect there', async () => {
+    const db = (await freshDatabase())!;
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'vigil-child-'));
+    const survivorClock = testClock();
+    const survivor = await startApp({ databaseUrl: db.url, clock: survivorClock.now });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      env: {
+        ...process.env,
+        DATABASE_URL: db.url,
+        PORT: '0',
+        HOST: '127.0.0.1',
+        DATA_DIR: dataDir,
+        NODE_ID: 'doomed-child',
+        LOG_LEVEL: 'info',
+        NODE_ENV: 'test',
+        ...(process.env.TEST_REDIS_URL ? { REDIS_URL: process.env.TEST_REDIS_URL } : {}),
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
+    try {
+      const childUrl = await new Promise<string>((resolve, reject) => {
+        const lines = createInterface({ input: child.stdout! });
+        lines.on('line', (line) => {
+          try {
+            const entry = JSON.parse(line) as { msg?: string; url?: string };
+            if (entry.msg === 'vigil gateway listening' && entry.url) resolve(entry.url);
+          } catch {
+            // not a log line
+          }
+        });
+        child.once('exit', (code) => reject(new Error(`child exited early with ${code}`)));
+      });
+      const d = await insertDevice(survivor.app.db.db);
+      const events = statusEvents(survivor.app.bus, d.id);
+      const dev = await connectDevice(childUrl, d);
+      const [held] = await survivor.app.db.db.select().from(tables.devices).where(eq(tables.devices.id, d.id));
+      assert.equal(held!.online, true);
+      assert.equal(held!.nodeId, 'doomed-child');
+
+      child.kill('SIGKILL');
+      assert.equal(await exited, 'SIGKILL');
+      assert.equal((await dev.closed).code, 1006, 'no close frame from a killed process');
+      const [stale] = await survivor.app.db.db.select().from(tables.devices).where(eq(tables.devices.id, d.id));
+      assert.equal(stale!.online, true, 'nobody told the database');
+
+      survivorClock.advance(76_000);
+      await survivor.app.registry.sweep();
+      await waitFor(() => events.of(d.id).includes('OFFLINE'), 5000, 'OFFLINE');
+      const [swept] = await survivor.app.db.db.select().from(tables.devices).where(eq(tables.devices.id, d.id));
+      assert.equal(swept!.online, false);
+
+      const offlineAt = events.of(d.id).lastIndexOf('OFFLINE');
+      const back = await connectDevice(survivor.url, d);
+      await waitFor(() => events.of(d.id).slice(offlineAt + 1).includes('ONLINE'), 5000, 'ONLINE again');
+      const [moved] = await survivor.app.db.db.select().from(tables.devices).where(eq(tables.devices.id, d.id));
+      assert.equal(moved!.online, true);
+      assert.notEqual(moved!.nodeId, 'doomed-child');
+      back.close();
+      await back.closed;
+      events.stop();
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+      await survivor.stop();
+      await db.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

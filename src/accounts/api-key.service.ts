@@ -50,7 +50,15 @@ const view = (row: ApiKeyRow): ApiKeyView => ({
   prefix: row.prefix,
 });
 
-export function createApiKeyService(deps: { db: Db; clock: () => Date; limiters: LimiterFactory }) {
+export interface ApiKeyServiceDeps {
+  db: Db;
+  clock: () => Date;
+  limiters: LimiterFactory;
+  /** Told after a key is revoked; app.ts publishes `session.ended` so every node closes its WebSockets. Must not throw. */
+  onCredentialEnded?: (ended: { apiKeyId: string }) => void;
+}
+
+export function createApiKeyService(deps: ApiKeyServiceDeps) {
   const { db, clock } = deps;
   // Caps churn (create/revoke loops) on top of the cap on active keys.
   const createByUser = deps.limiters.create('api-key-create', 30, 3600);
@@ -132,7 +140,22 @@ export function createApiKeyService(deps: { db: Db; clock: () => Date; limiters:
         .where(and(eq(tables.apiKeys.id, id), eq(tables.apiKeys.userId, c.userId), isNull(tables.apiKeys.revokedAt)))
         .returning({ id: tables.apiKeys.id });
       if (updated.length === 0) throw CommonError.notFound('API key not found');
+      try {
+        deps.onCredentialEnded?.({ apiKeyId: id });
+      } catch {
+        // A lost announcement is bounded by the sockets' periodic re-check.
+      }
       return true;
+    },
+
+    /** True while the key exists and is not revoked: used by long-lived sockets. */
+    async isKeyActive(apiKeyId: string): Promise<boolean> {
+      const [row] = await db
+        .select({ id: tables.apiKeys.id })
+        .from(tables.apiKeys)
+        .where(and(eq(tables.apiKeys.id, apiKeyId), isNull(tables.apiKeys.revokedAt)))
+        .limit(1);
+      return !!row;
     },
   };
 }

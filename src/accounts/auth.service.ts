@@ -57,6 +57,12 @@ export interface AuthServiceDeps {
   apiKeys: ApiKeyAuthenticator;
   /** Nudges the outbox worker after a commit that queued mail. */
   onOutbox: () => void;
+  /**
+   * Told when sessions end (logout, revokeSession, password change or reset, refresh-token reuse),
+   * after the commit where this service owns the transaction; app.ts publishes `session.ended` so
+   * every node closes that session's WebSockets. Must not throw.
+   */
+  onCredentialEnded?: (ended: { sessionId: string }) => void;
 }
 
 const passwordInput = z.string().max(PASSWORD_MAX * 4, 'too long');
@@ -105,8 +111,24 @@ export function createAuthService(deps: AuthServiceDeps) {
     return { accessToken: access.token, accessTokenExpiresAt: access.expiresAt, refreshToken, user };
   }
 
-  async function revokeSessions(executor: Db, where: ReturnType<typeof and>, reason: string) {
-    await executor.update(tables.sessions).set({ revokedAt: clock(), revokedReason: reason }).where(and(where, isNull(tables.sessions.revokedAt)));
+  /** Revokes the open sessions `where` matches; returns their ids for `announceEnded` (after the commit). */
+  async function revokeSessions(executor: Db, where: ReturnType<typeof and>, reason: string): Promise<string[]> {
+    const rows = await executor
+      .update(tables.sessions)
+      .set({ revokedAt: clock(), revokedReason: reason })
+      .where(and(where, isNull(tables.sessions.revokedAt)))
+      .returning({ id: tables.sessions.id });
+    return rows.map((r) => r.id);
+  }
+
+  function announceEnded(sessionIds: readonly string[]) {
+    for (const sessionId of sessionIds) {
+      try {
+        deps.onCredentialEnded?.({ sessionId });
+      } catch {
+        // A lost announcement is bounded by the sockets' periodic re-check.
+      }
+    }
   }
 
   async function limitLogin(accountKey: string, ip: string) {
@@ -198,8 +220,7 @@ export function createAuthService(deps: AuthServiceDeps) {
         if (!row) return { kind: 'invalid' as const };
         if (row.token.usedAt) {
           // Reuse of a rotated token: someone holds a copy. End the whole session.
-          await revokeSessions(tx, eq(tables.sessions.id, row.session.id), 'refresh-token-reuse');
-          return { kind: 'reused' as const };
+          return { kind: 'reused' as const, ended: await revokeSessions(tx, eq(tables.sessions.id, row.session.id), 'refresh-token-reuse') };
         }
         if (row.session.revokedAt || row.session.expiresAt <= now) return { kind: 'invalid' as const };
         await tx.update(tables.refreshTokens).set({ usedAt: now }).where(eq(tables.refreshTokens.tokenHash, hash));
@@ -211,6 +232,7 @@ export function createAuthService(deps: AuthServiceDeps) {
           .where(eq(tables.sessions.id, row.session.id));
         return { kind: 'ok' as const, next, user: row.user, sessionId: row.session.id };
       });
+      if (outcome.kind === 'reused') announceEnded(outcome.ended);
       if (outcome.kind !== 'ok') throw CommonError.unauthenticated('Invalid or expired refresh token');
       const access = await deps.signer.sign(outcome.user.id, outcome.sessionId);
       return { accessToken: access.token, accessTokenExpiresAt: access.expiresAt, refreshToken: outcome.next, user: outcome.user };
@@ -224,7 +246,7 @@ export function createAuthService(deps: AuthServiceDeps) {
         .from(tables.refreshTokens)
         .where(eq(tables.refreshTokens.tokenHash, sha256(token)))
         .limit(1);
-      if (row) await revokeSessions(db, eq(tables.sessions.id, row.sessionId), 'logout');
+      if (row) announceEnded(await revokeSessions(db, eq(tables.sessions.id, row.sessionId), 'logout'));
       return true;
     },
 
@@ -237,6 +259,7 @@ export function createAuthService(deps: AuthServiceDeps) {
         .where(and(eq(tables.sessions.id, id), eq(tables.sessions.userId, c.userId), isNull(tables.sessions.revokedAt)))
         .returning({ id: tables.sessions.id });
       if (updated.length === 0) throw CommonError.notFound('Session not found');
+      announceEnded(updated.map((u) => u.id));
       return true;
     },
 
@@ -258,9 +281,9 @@ export function createAuthService(deps: AuthServiceDeps) {
       assertPasswordPolicy(next, user);
       const passwordHash = await hashPassword(next);
       const contact = contactOf(user);
-      await db.transaction(async (tx) => {
+      const ended = await db.transaction(async (tx) => {
         await tx.update(tables.users).set({ passwordHash, passwordChangedAt: clock() }).where(eq(tables.users.id, user.id));
-        await revokeSessions(tx, and(eq(tables.sessions.userId, user.id), ne(tables.sessions.id, c.sessionId)), 'password-changed');
+        const ended = await revokeSessions(tx, and(eq(tables.sessions.userId, user.id), ne(tables.sessions.id, c.sessionId)), 'password-changed');
         if (contact) {
           await enqueueMessage(tx, {
             ...contact,
@@ -269,7 +292,9 @@ export function createAuthService(deps: AuthServiceDeps) {
             body: 'The password of your Vigil account was just changed. If this was not you, reset your password at once and review your devices and shares.',
           });
         }
+        return ended;
       });
+      announceEnded(ended);
       deps.onOutbox();
       return true;
     },
@@ -319,7 +344,14 @@ export function createAuthService(deps: AuthServiceDeps) {
 
     findUserByLogin,
     confirmPassword,
-    revokeAllSessions: (executor: Db, userId: string, reason: string) => revokeSessions(executor, eq(tables.sessions.userId, userId), reason),
+    /**
+     * Revokes every session of the user inside the caller's transaction. The sessions are announced
+     * at once, before that commit (this service cannot see it); graphql-ws refuses the ended
+     * sessions for a while so a reconnect cannot slip in before the commit.
+     */
+    revokeAllSessions: async (executor: Db, userId: string, reason: string): Promise<void> => {
+      announceEnded(await revokeSessions(executor, eq(tables.sessions.userId, userId), reason));
+    },
   };
 }
 

@@ -1,19 +1,42 @@
+import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { parse, specifiedRules, validate, GraphQLError, getOperationAST, type GraphQLSchema, type ValidationRule } from 'graphql';
+import { parse, specifiedRules, validate, GraphQLError, getOperationAST, Kind, type ExecutionResult, type FormattedExecutionResult, type GraphQLSchema, type OperationDefinitionNode, type ValidationRule } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
-import type { WebSocketServer } from 'ws';
+import { Counter, Gauge } from 'prom-client';
+import type { WebSocket, WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
 import type { Caller } from '../accounts/caller';
 import { createLoaders, type GraphqlContext } from '../schema/context';
 import type { Services } from '../services';
+import type { EventBus, SessionEndedPayload } from '../streams/event-bus';
+import { SlowConsumerError } from '../streams/live.service';
 import { assertCost, withinTokenLimit } from './graphql-edge';
 import { formatGraphqlError } from './graphql-errors';
 import type { Metrics } from './metrics';
+import { createSubscriptionFanout } from './subscription-fanout';
+
+/**
+ * Close codes this server uses on `/graphql` beyond graphql-ws's own (4400 bad message, 4408 no
+ * `connection_init` in time, 4409 duplicate id, 4429 second `connection_init`):
+ */
+export const WsCloseCode = {
+  /** No or bad credentials at `connection_init`, or the credential ended later (logout, session or key revoked, password changed). The client may reconnect with a fresh credential. */
+  Forbidden: 4403,
+  /** This user already holds `maxConnectionsPerUser` connections on this node. The graphql-ws client does not retry it. */
+  TooManyConnections: 4429,
+  /** Slow consumer: undelivered events passed the bound. The graphql-ws client retries; resume alarms with the last cursor. */
+  TryAgainLater: 1013,
+  /** Message flood (app.ts). */
+  PolicyViolation: 1008,
+} as const;
 
 export interface GraphqlWsOptions {
   schema: GraphQLSchema;
   wss: WebSocketServer;
   services: Services;
+  bus: EventBus;
+  /** Time source for the credential re-check window (tests move it). */
+  clock: () => Date;
   log: Logger;
   metrics: Metrics;
   production: boolean;
@@ -21,37 +44,212 @@ export interface GraphqlWsOptions {
   validationRules: readonly ValidationRule[];
   maxSubscriptionsPerConnection: number;
   clientIp(request: IncomingMessage): string;
+  /** Open connections one user may hold on this node (default 20); beyond, 4429. */
+  maxConnectionsPerUser?: number;
+  /** `connection_init` must arrive within this (default 5000 ms), else 4408. */
+  connectionInitTimeoutMs?: number;
+  /** A socket whose unsent bytes pass this (default 1 MiB) is closed 1013 (slow consumer). */
+  maxBufferedBytes?: number;
+  /** Undelivered events one subscription may hold (default 1000); beyond, 1013 (slow consumer). */
+  maxPendingPerSubscription?: number;
+  /** How long a connection's credential check is trusted before it is read again at the next event (default 30 s). */
+  credentialRecheckMs?: number;
+  /** Share one execution per event among subscribers with the same document, variables and caller (default true). */
+  grouping?: boolean;
 }
 
 interface ConnectionState {
-  caller: Caller | null;
-  operations: number;
+  caller: Caller;
+  /** `s:<session id>` or `k:<api key id>`. */
+  credential: string;
+  socket: WebSocket;
+  /** Subscription ids running on this connection. */
+  active: Set<string>;
+  verifiedAt: number;
+  verifying: Promise<boolean> | null;
+  closed: boolean;
+}
+
+const credentialOf = (c: Caller) => (c.kind === 'session' ? `s:${c.sessionId}` : `k:${c.apiKeyId}`);
+/** Subscribers with the same key see the same events: same user, and for API keys the same scopes. */
+const visibilityOf = (c: Caller) => (c.kind === 'session' ? `u:${c.userId}` : `u:${c.userId}:k:${[...c.scopes].sort().join(',')}`);
+/** Sessions and keys announced as ended are refused this long, even before the revoking transaction commits. */
+const ENDED_MEMORY_MS = 2 * 60_000;
+
+/**
+ * The group key of a subscription, or null when it must run alone: only a plain root field with
+ * no `after` argument (a replay is per subscriber) is grouped.
+ */
+function groupKey(operation: OperationDefinitionNode, caller: Caller, payload: { query: string; operationName?: string | null; variables?: Record<string, unknown> | null }): string | null {
+  if (operation.operation !== 'subscription') return null;
+  const [root] = operation.selectionSet.selections;
+  if (!root || root.kind !== Kind.FIELD || operation.selectionSet.selections.length !== 1) return null;
+  for (const arg of root.arguments ?? []) {
+    if (arg.name.value !== 'after') continue;
+    if (arg.value.kind === Kind.NULL) continue;
+    if (arg.value.kind === Kind.VARIABLE && payload.variables?.[arg.value.name.value] == null) continue;
+    return null;
+  }
+  return createHash('sha256')
+    .update(visibilityOf(caller))
+    .update('\0')
+    .update(payload.operationName ?? '')
+    .update('\0')
+    .update(payload.query)
+    .update('\0')
+    .update(JSON.stringify(payload.variables ?? {}))
+    .digest('base64url');
 }
 
 /**
  * graphql-ws on a `ws` server. Apollo's plugins don't run here, so authentication (connection
  * params, 4403 on failure), validation rules, limits and error masking are applied in the hooks.
+ *
+ * Long-lived connections:
+ * - A connection belongs to its credential: when a session or API key ends (`session.ended` on the
+ *   bus, from any node) its sockets close with 4403 at once; each event also re-reads the
+ *   credential when the last check is older than `credentialRecheckMs`, which bounds a lost
+ *   announcement (Redis down).
+ * - Limits: `maxSubscriptionsPerConnection`, `maxConnectionsPerUser` (4429), `connection_init`
+ *   within `connectionInitTimeoutMs` (4408), and slow consumers (1013): a socket with more than
+ *   `maxBufferedBytes` unsent or a subscription with more than `maxPendingPerSubscription` queued.
+ * - Fan-out: subscriptions without `after` that share document, variables, operation name and
+ *   caller visibility execute once per event for all of them (src/http/subscription-fanout.ts).
  */
 export function serveGraphqlWs(opts: GraphqlWsOptions) {
-  const { schema, services, log } = opts;
+  const { schema, services, log, bus } = opts;
   const rules = [...specifiedRules, ...opts.validationRules];
-  const state = new WeakMap<object, ConnectionState>();
+  const maxConnectionsPerUser = opts.maxConnectionsPerUser ?? 20;
+  const maxBufferedBytes = opts.maxBufferedBytes ?? 1024 * 1024;
+  const recheckMs = opts.credentialRecheckMs ?? 30_000;
+  const grouping = opts.grouping ?? true;
 
-  return useServer<Record<string, unknown> | undefined, { state?: ConnectionState }>(
+  const state = new WeakMap<object, ConnectionState>();
+  const byCredential = new Map<string, Set<ConnectionState>>();
+  const perUser = new Map<string, number>();
+  const endedRecently = new Map<string, number>();
+  const groupKeys = new WeakMap<object, { key: string | null; conn: ConnectionState }>();
+  const formatted = new WeakMap<ExecutionResult, FormattedExecutionResult>();
+
+  const subscriptionsGauge = new Gauge({ name: 'vigil_graphql_subscriptions', help: 'Running GraphQL subscriptions on this node', registers: [opts.metrics.registry] });
+  const groupsGauge = new Gauge({ name: 'vigil_graphql_subscription_groups', help: 'Shared executions (groups of identical subscriptions) on this node', registers: [opts.metrics.registry] });
+  const closes = new Counter({
+    name: 'vigil_graphql_ws_server_closes_total',
+    help: 'GraphQL WebSockets closed by the server, by reason',
+    labelNames: ['reason'] as const,
+    registers: [opts.metrics.registry],
+  });
+  const fanout = createSubscriptionFanout({
+    maxPending: opts.maxPendingPerSubscription,
+    onCount: (what, delta) => (what === 'groups' ? groupsGauge : subscriptionsGauge).inc(delta),
+  });
+
+  function closeConnection(st: ConnectionState, code: number, reason: string, label: string) {
+    if (st.closed) return;
+    st.closed = true;
+    closes.inc({ reason: label });
+    st.socket.close(code, reason);
+    // A peer that does not answer the close handshake (a stuck slow consumer) is cut off soon.
+    setTimeout(() => st.socket.terminate(), 2000).unref();
+  }
+
+  function forget(st: ConnectionState) {
+    const set = byCredential.get(st.credential);
+    if (set?.delete(st) && set.size === 0) byCredential.delete(st.credential);
+    const n = (perUser.get(st.caller.userId) ?? 1) - 1;
+    if (n > 0) perUser.set(st.caller.userId, n);
+    else perUser.delete(st.caller.userId);
+  }
+
+  function wasEnded(credential: string): boolean {
+    const until = endedRecently.get(credential);
+    if (until === undefined) return false;
+    if (until > Date.now()) return true;
+    endedRecently.delete(credential);
+    return false;
+  }
+
+  function credentialEnded(p: SessionEndedPayload) {
+    const credential = p.sessionId ? `s:${p.sessionId}` : p.apiKeyId ? `k:${p.apiKeyId}` : null;
+    if (!credential) return;
+    const now = Date.now();
+    if (endedRecently.size > 100_000) for (const [k, until] of endedRecently) if (until <= now) endedRecently.delete(k);
+    endedRecently.set(credential, now + ENDED_MEMORY_MS);
+    for (const st of byCredential.get(credential) ?? []) closeConnection(st, WsCloseCode.Forbidden, 'Forbidden: credential ended', 'credential-ended');
+  }
+
+  /** True while the connection's session or key is open; read from the database at most every `recheckMs`. */
+  async function credentialOpen(st: ConnectionState): Promise<boolean> {
+    if (st.closed || wasEnded(st.credential)) return false;
+    if (opts.clock().getTime() - st.verifiedAt < recheckMs) return true;
+    st.verifying ??= (async () => {
+      try {
+        const c = st.caller;
+        const open = c.kind === 'session' ? await services.auth.isSessionOpen(c.sessionId) : await services.apiKeys.isKeyActive(c.apiKeyId);
+        if (open) st.verifiedAt = opts.clock().getTime();
+        return open;
+      } catch (err) {
+        // The database is unreachable: keep serving; the next event tries again.
+        log.warn({ err }, 'could not re-check a WebSocket credential');
+        return true;
+      } finally {
+        st.verifying = null;
+      }
+    })();
+    return st.verifying;
+  }
+
+  const busFeed = bus.subscribe('session.ended')[Symbol.asyncIterator]();
+  void (async () => {
+    try {
+      for (;;) {
+        const next = await busFeed.next();
+        if (next.done) return;
+        credentialEnded(next.value);
+      }
+    } catch (err) {
+      log.warn({ err }, 'session.ended subscription ended');
+    }
+  })();
+
+  const server = useServer<Record<string, unknown> | undefined, { state?: ConnectionState }>(
     {
       schema,
-      connectionInitWaitTimeout: 5_000,
+      connectionInitWaitTimeout: opts.connectionInitTimeoutMs ?? 5_000,
       async onConnect(ctx) {
         const auth = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
         const caller = typeof auth === 'string' ? await services.auth.authenticate(auth) : null;
         if (!caller) return false; // graphql-ws closes with 4403 Forbidden
-        state.set(ctx.extra, { caller, operations: 0 });
+        const credential = credentialOf(caller);
+        if (wasEnded(credential)) return false;
+        const socket = ctx.extra.socket;
+        if (socket.readyState !== socket.OPEN) return false;
+        // Checked and counted without an await in between, so parallel connects cannot both slip past.
+        const count = perUser.get(caller.userId) ?? 0;
+        if (count >= maxConnectionsPerUser) {
+          closes.inc({ reason: 'too-many-connections' });
+          socket.close(WsCloseCode.TooManyConnections, 'Too many connections');
+          return false;
+        }
+        perUser.set(caller.userId, count + 1);
+        const st: ConnectionState = { caller, credential, socket, active: new Set(), verifiedAt: opts.clock().getTime(), verifying: null, closed: false };
+        state.set(ctx.extra, st);
+        let set = byCredential.get(credential);
+        if (!set) byCredential.set(credential, (set = new Set()));
+        set.add(st);
         return true;
+      },
+      onClose(ctx) {
+        const st = state.get(ctx.extra);
+        if (!st) return;
+        state.delete(ctx.extra);
+        st.closed = true;
+        forget(st);
       },
       async onSubscribe(ctx, id, payload) {
         const st = state.get(ctx.extra);
         if (!st) return [new GraphQLError('Not authenticated', { extensions: { code: 'UNAUTHENTICATED' } })];
-        if (st.operations >= opts.maxSubscriptionsPerConnection) {
+        if (st.active.size >= opts.maxSubscriptionsPerConnection) {
           return [new GraphQLError('Too many operations on this connection', { extensions: { code: 'QUERY_TOO_COMPLEX' } })];
         }
         let document;
@@ -63,16 +261,20 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
         }
         const errors = validate(schema, document, rules);
         if (errors.length) return errors.map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: e.extensions.code ?? 'GRAPHQL_VALIDATION_FAILED' } }));
-        if (!getOperationAST(document, payload.operationName)) {
-          return [new GraphQLError('Unknown operation', { extensions: { code: 'OPERATION_RESOLUTION_FAILURE' } })];
-        }
+        const operation = getOperationAST(document, payload.operationName);
+        if (!operation) return [new GraphQLError('Unknown operation', { extensions: { code: 'OPERATION_RESOLUTION_FAILURE' } })];
         try {
           assertCost(schema, document, payload.variables ?? undefined, payload.operationName);
         } catch (e) {
           if (e instanceof GraphQLError) return [e];
           throw e;
         }
-        st.operations++;
+        // The credential may have ended since connection_init.
+        if (!(await credentialOpen(st))) {
+          closeConnection(st, WsCloseCode.Forbidden, 'Forbidden: credential ended', 'credential-ended');
+          return [new GraphQLError('Not authenticated', { extensions: { code: 'UNAUTHENTICATED' } })];
+        }
+        st.active.add(id);
         const request = ctx.extra.request;
         const contextValue: GraphqlContext = {
           caller: st.caller,
@@ -80,26 +282,62 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
           requestId: `ws-${id}`,
           services,
           // A subscription keeps this context for all its events: no memoised devices there.
-          loaders: createLoaders(services, st.caller, { cache: getOperationAST(document, payload.operationName)?.operation !== 'subscription' }),
+          loaders: createLoaders(services, st.caller, { cache: operation.operation !== 'subscription' }),
           log,
         };
+        groupKeys.set(contextValue, { key: grouping ? groupKey(operation, st.caller, payload) : null, conn: st });
         return { schema, document, variableValues: payload.variables ?? undefined, operationName: payload.operationName ?? undefined, contextValue };
       },
-      onComplete(ctx) {
-        const st = state.get(ctx.extra);
-        if (st) st.operations = Math.max(0, st.operations - 1);
+      subscribe(args) {
+        const info = groupKeys.get(args.contextValue as object);
+        const conn = info?.conn;
+        return fanout.subscribe(args, info?.key ?? null, {
+          onSlow: () => conn && closeConnection(conn, WsCloseCode.TryAgainLater, 'Slow consumer: resume with your last cursor', 'slow-consumer'),
+        });
       },
-      onError(_ctx, id, _payload, errors) {
+      onComplete(ctx, id) {
+        state.get(ctx.extra)?.active.delete(id);
+      },
+      onError(ctx, id, _payload, errors) {
+        const st = state.get(ctx.extra);
+        st?.active.delete(id);
+        if (st && errors.some((e) => e.originalError instanceof SlowConsumerError)) {
+          closeConnection(st, WsCloseCode.TryAgainLater, 'Slow consumer: resume with your last cursor', 'slow-consumer');
+        }
         return errors.map((e) => formatGraphqlError(e.toJSON(), e, { production: opts.production, log, requestId: `ws-${id}` }));
       },
-      onNext(_ctx, id, _payload, _args, result) {
+      async onNext(ctx, id, _payload, _args, result) {
+        const st = state.get(ctx.extra);
+        if (st) {
+          // Authorised at delivery: a closed socket sends nothing (graphql-ws skips sends once closing).
+          if (!(await credentialOpen(st))) {
+            closeConnection(st, WsCloseCode.Forbidden, 'Forbidden: credential ended', 'credential-ended');
+            return;
+          }
+          if (st.socket.bufferedAmount > maxBufferedBytes) {
+            closeConnection(st, WsCloseCode.TryAgainLater, 'Slow consumer: resume with your last cursor', 'slow-consumer');
+            return;
+          }
+        }
         if (!result.errors?.length) return;
-        return {
-          ...result,
-          errors: result.errors.map((e) => formatGraphqlError(e.toJSON(), e, { production: opts.production, log, requestId: `ws-${id}` })),
-        };
+        // Grouped subscribers share the result object: mask (and log) its errors once.
+        let masked = formatted.get(result);
+        if (!masked) {
+          masked = { ...result, errors: result.errors.map((e) => formatGraphqlError(e.toJSON(), e, { production: opts.production, log, requestId: `ws-${id}` })) };
+          formatted.set(result, masked);
+        }
+        return masked;
       },
     },
     opts.wss,
   );
+
+  return {
+    async dispose(): Promise<void> {
+      await busFeed.return?.();
+      await server.dispose();
+    },
+    /** Running subscriptions and shared executions on this node. */
+    subscriptionCount: () => fanout.groupCount(),
+  };
 }

@@ -8,10 +8,21 @@ import { AlarmResolver } from './alarm.resolver';
 import { ApiKeyResolver } from './api-key.resolver';
 import { DeviceConnectionResolver, DeviceResolver, UnbindResultResolver } from './device.resolver';
 import { ResetResolver } from './reset.resolver';
+import { DeviceStatusEventResolver, SubscriptionResolver } from './subscription.resolver';
 import { TotpResolver } from './totp.resolver';
 
 /** Every resolver class of the API; add new ones here. */
-export const resolvers = [AccountResolver, TotpResolver, ApiKeyResolver, ResetResolver, DeviceResolver, DeviceConnectionResolver, UnbindResultResolver, AlarmResolver] as const;
+export const resolvers = [AccountResolver, TotpResolver, ApiKeyResolver, ResetResolver, DeviceResolver, DeviceConnectionResolver, UnbindResultResolver, AlarmResolver, SubscriptionResolver, DeviceStatusEventResolver] as const;
+
+/** type-graphql wants a PubSub once there are subscriptions; ours bring their own `subscribe`, so it is never used. */
+const unusedPubSub = {
+  publish() {
+    throw new Error('subscriptions publish through the event bus (src/streams/event-bus.ts)');
+  },
+  subscribe(): never {
+    throw new Error('every @Subscription provides its own subscribe');
+  },
+};
 
 /** Builds the executable schema. Validation is done by the services (zod), not class-validator. */
 export function buildGraphqlSchema(): Promise<GraphQLSchema> {
@@ -20,6 +31,7 @@ export function buildGraphqlSchema(): Promise<GraphQLSchema> {
     scalarsMap: [{ type: Date, scalar: DateTimeScalar }],
     validate: false,
     emitSchemaFile: false,
+    pubSub: unusedPubSub,
   });
 }
 

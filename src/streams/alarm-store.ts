@@ -302,6 +302,78 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
     },
 
     /**
+     * Like `replayForUser`, but only up to `until` (inclusive): the replay half of replay-then-live,
+     * whose live half (the node's tailer) delivers everything after `until`.
+     */
+    async replayForUserUntil(
+      userId: string,
+      now: Date,
+      after: AlarmCursor | null,
+      until: AlarmCursor,
+      filter: AlarmFilterSpec | null | undefined,
+      limit: number,
+    ): Promise<AlarmRow[]> {
+      const where: SQL[] = [
+        inArray(alarms.bindingId, visibleBindings(userId, now, 'ALARMS')),
+        belowHorizon,
+        sql`(${alarms.xid}, ${alarms.seq}) <= (${until.xid}::bigint, ${until.seq}::bigint)`,
+        ...filterConditions(filter),
+      ];
+      if (after) where.push(sql`(${alarms.xid}, ${alarms.seq}) > (${after.xid}::bigint, ${after.seq}::bigint)`);
+      return db
+        .select()
+        .from(alarms)
+        .where(and(...where))
+        .orderBy(asc(alarms.xid), asc(alarms.seq))
+        .limit(limit);
+    },
+
+    /**
+     * Every alarm after `after` (all users), oldest first, below the horizon: the node's tailer
+     * (src/streams/alarm-tail.ts) reads this once per wake-up for all its subscribers. Rows it
+     * returns are final: no row can later appear at or before the last one.
+     */
+    async tailAfter(after: AlarmCursor, limit: number): Promise<AlarmRow[]> {
+      return db
+        .select()
+        .from(alarms)
+        .where(and(belowHorizon, sql`(${alarms.xid}, ${alarms.seq}) > (${after.xid}::bigint, ${after.seq}::bigint)`))
+        .orderBy(asc(alarms.xid), asc(alarms.seq))
+        .limit(limit);
+    },
+
+    /** The cursor of the newest alarm below the horizon, or `{0, 0}` when there is none: where a tailer starts. */
+    async tailEnd(): Promise<AlarmCursor> {
+      const [row] = await db
+        .select({ xid: alarms.xid, seq: alarms.seq })
+        .from(alarms)
+        .where(belowHorizon)
+        .orderBy(desc(alarms.xid), desc(alarms.seq))
+        .limit(1);
+      return row ? { xid: row.xid, seq: row.seq } : { xid: 0, seq: 0 };
+    },
+
+    /**
+     * Who-sees-what for the live streams' access cache, in one statement: the user's open
+     * bindings (as owner) and the open bindings shared with them unrevoked with ALARMS, with each
+     * share's expiry (checked at delivery, so an expiry needs no event).
+     */
+    async alarmAudienceOf(userId: string): Promise<Array<{ bindingId: string; deviceId: string; owner: boolean; expiresAt: Date | null }>> {
+      const owned = db
+        .select({ bindingId: bindings.id, deviceId: bindings.deviceId, owner: sql<boolean>`true`.as('owner'), expiresAt: sql<Date | null>`null::timestamptz`.as('expires_at') })
+        .from(bindings)
+        .where(and(eq(bindings.ownerId, userId), isNull(bindings.endedAt)));
+      const shared = db
+        .select({ bindingId: bindings.id, deviceId: bindings.deviceId, owner: sql<boolean>`false`.as('owner'), expiresAt: sql<Date | null>`${shares.expiresAt}`.as('expires_at') })
+        .from(shares)
+        .innerJoin(bindings, and(eq(bindings.id, shares.bindingId), isNull(bindings.endedAt)))
+        .where(and(eq(shares.granteeId, userId), isNull(shares.revokedAt), sql`'ALARMS' = any(${shares.permissions})`));
+      const rows = await unionAll(owned, shared);
+      // Raw selections come back as the driver gives them (a string on some drivers).
+      return rows.map((r) => ({ bindingId: r.bindingId, deviceId: r.deviceId, owner: r.owner === true || String(r.owner) === 'true', expiresAt: r.expiresAt ? new Date(r.expiresAt) : null }));
+    },
+
+    /**
      * The alarm with what the user may do with it: `canSee` (owner, or a share with ALARMS) and
      * `canConfigure` (owner, or a share with CONFIGURE), both on the alarm's own, still open binding.
      */

@@ -102,6 +102,9 @@ export function createAlarmService(deps: AlarmServiceDeps) {
   });
 
   return {
+    /** The API's view of a stored row at `now` (the live streams map the tailer's rows with it). */
+    toView: view,
+
     /**
      * Newest first: alarms of bindings the caller owns, or holds an unrevoked, unexpired share of
      * with ALARMS; never those of earlier or later bindings of the same device. BAD_INPUT for a

@@ -22,9 +22,13 @@ export interface AccessChangedPayload {
   userIds: string[];
 }
 
-/** Session ended (logout, revoke, password change): sockets of that session must close. */
+/**
+ * A credential ended (logout, session revoked, password changed or reset, refresh-token reuse, API
+ * key revoked): every node closes the GraphQL WebSockets opened with it. One of the two is set.
+ */
 export interface SessionEndedPayload {
-  sessionId: string;
+  sessionId?: string;
+  apiKeyId?: string;
 }
 
 /** Gateway-internal: a newer connection of the device took over; the node holding `connectionId` closes it (4409). */
@@ -53,9 +57,56 @@ export type EventBus = PubSub<TopicMap>;
  * In-process bus by default; with Redis clients, every gateway node sees every event. Topics are
  * prefixed by the Redis event target's channel names only, so one Redis can serve one deployment.
  */
-export function createEventBus(redis?: { publish: Redis; subscribe: Redis }): EventBus {
+export function createEventBus(redis?: { publish: Redis; subscribe: Redis; onError?: (err: unknown, what: string) => void }): EventBus {
   if (!redis) return createPubSub<TopicMap>();
+  const onError = redis.onError ?? (() => {});
   return createPubSub<TopicMap>({
-    eventTarget: createRedisEventTarget({ publishClient: redis.publish, subscribeClient: redis.subscribe }),
+    eventTarget: createRedisEventTarget({ publishClient: failSafePublisher(redis.publish, onError), subscribeClient: failSafeSubscriber(redis.subscribe, onError) }),
   });
+}
+
+/**
+ * The Redis event target leaves ioredis's promises unhandled, and an unhandled rejection ends a
+ * Node process: with Redis down, the first publish would kill the node. A failed publish is
+ * reported and dropped (the event is lost; alarms are not, they are in Postgres).
+ */
+function failSafePublisher(client: Redis, onError: (err: unknown, what: string) => void): Redis {
+  return {
+    publish: (channel: string, message: string) => client.publish(channel, message).catch((err: unknown) => onError(err, `publish ${channel}`)),
+  } as unknown as Redis;
+}
+
+/**
+ * Same for SUBSCRIBE; a channel whose SUBSCRIBE failed (Redis down at start) is subscribed again
+ * once the connection is ready (ioredis re-subscribes only channels that succeeded).
+ */
+function failSafeSubscriber(client: Redis, onError: (err: unknown, what: string) => void): Redis {
+  const wanted = new Set<string>();
+  const failed = new Set<string>();
+  const subscribe = (channel: string) =>
+    client.subscribe(channel).then(
+      () => failed.delete(channel),
+      (err: unknown) => {
+        if (wanted.has(channel)) failed.add(channel);
+        onError(err, `subscribe ${channel}`);
+      },
+    );
+  client.on('ready', () => {
+    for (const channel of [...failed]) {
+      failed.delete(channel);
+      void subscribe(channel);
+    }
+  });
+  return {
+    on: (event: string, listener: (...args: unknown[]) => void) => client.on(event, listener),
+    subscribe: (channel: string) => {
+      wanted.add(channel);
+      return subscribe(channel);
+    },
+    unsubscribe: (channel: string) => {
+      wanted.delete(channel);
+      failed.delete(channel);
+      return client.unsubscribe(channel).catch((err: unknown) => onError(err, `unsubscribe ${channel}`));
+    },
+  } as unknown as Redis;
 }

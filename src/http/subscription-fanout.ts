@@ -1,0 +1,270 @@
+import { subscribe as graphqlSubscribe, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { DomainError } from '../lib/domain-error';
+import { ErrorCode, toErrorCode } from '../schema/error-code';
+
+type Results = AsyncGenerator<ExecutionResult, unknown, unknown>;
+
+/** What the fan-out needs to know about one subscriber (graphql-ws's connection, in practice). */
+export interface FanoutMember {
+  /** Called once when the member's queue passes `maxPending` undelivered results. */
+  onSlow(): void;
+}
+
+export interface FanoutOptions {
+  /** Undelivered results one member may hold (default 1000); beyond, `onSlow` and the member ends. */
+  maxPending?: number;
+  /** Called with +1/-1 as subscriptions start and end, and as groups open and close (metrics). */
+  onCount?(what: 'subscriptions' | 'groups', delta: 1 | -1): void;
+}
+
+/**
+ * A subscriber's results: a bounded queue the group pushes into and graphql-ws pulls from. `return()`
+ * (graphql-ws calls it on `complete` and on close) ends it at once, even while a pull is pending.
+ */
+class MemberQueue implements AsyncGenerator<ExecutionResult, unknown, unknown> {
+  private items: ExecutionResult[] = [];
+  private waiter: { resolve(r: IteratorResult<ExecutionResult>): void; reject(err: unknown): void } | null = null;
+  /** The source ended or failed: what the consumer gets once the queue is drained. */
+  private terminal: { failed: false } | { failed: true; err: unknown } | null = null;
+  private done = false;
+
+  constructor(
+    private readonly maxPending: number,
+    private readonly onEnd: () => void,
+    private readonly onSlow: () => void,
+  ) {}
+
+  push(result: ExecutionResult): void {
+    if (this.done || this.terminal) return;
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = null;
+      w.resolve({ value: result, done: false });
+    } else if (this.items.length >= this.maxPending) {
+      this.finish();
+      this.onSlow();
+    } else {
+      this.items.push(result);
+    }
+  }
+
+  /** The source ended: deliver what is queued, then end. */
+  end(): void {
+    if (this.done || this.terminal) return;
+    this.terminal = { failed: false };
+    if (this.waiter) this.finish();
+  }
+
+  /** The source failed: deliver what is queued, then reject with `err`. */
+  fail(err: unknown): void {
+    if (this.done || this.terminal) return;
+    this.terminal = { failed: true, err };
+    const w = this.waiter;
+    if (!w) return;
+    this.waiter = null;
+    this.finish();
+    w.reject(err);
+  }
+
+  private finish() {
+    if (this.done) return;
+    this.done = true;
+    this.items = [];
+    const w = this.waiter;
+    this.waiter = null;
+    w?.resolve({ value: undefined, done: true });
+    this.onEnd();
+  }
+
+  next(): Promise<IteratorResult<ExecutionResult>> {
+    const item = this.items.shift();
+    if (item) return Promise.resolve({ value: item, done: false });
+    const terminal = this.terminal;
+    if (terminal || this.done) {
+      this.finish();
+      return terminal?.failed ? Promise.reject(terminal.err) : Promise.resolve({ value: undefined, done: true });
+    }
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+    });
+  }
+
+  return(): Promise<IteratorResult<ExecutionResult>> {
+    this.finish();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  throw(): Promise<IteratorResult<ExecutionResult>> {
+    return this.return();
+  }
+
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+}
+
+interface Group {
+  key: string;
+  members: Set<MemberQueue>;
+  ready: Promise<ExecutionResult | null>;
+  source: Results | null;
+  pumping: boolean;
+  closed: boolean;
+}
+
+const isAsyncIterable = (v: unknown): v is Results => typeof Object(v)[Symbol.asyncIterator] === 'function';
+
+/**
+ * An event the subscriber may no longer see: access ended between the stream's check and the
+ * execution (its nested `device` was NOT_FOUND). Dropped, not sent as an error.
+ */
+export function isInvisible(result: ExecutionResult): boolean {
+  if (!result.errors?.length || result.data) return false;
+  return result.errors.every((e) => {
+    const original = e.originalError;
+    return original instanceof DomainError && toErrorCode(original) === ErrorCode.NOT_FOUND;
+  });
+}
+
+/** `source` without invisible results; `return()` reaches the source at once (no pending-pull leak). */
+function visibleOnly(source: Results, onEnd: () => void): Results {
+  let ended = false;
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    onEnd();
+  };
+  const it: Results = {
+    async next() {
+      for (;;) {
+        let r: IteratorResult<ExecutionResult>;
+        try {
+          r = await source.next();
+        } catch (err) {
+          end();
+          throw err;
+        }
+        if (r.done) end();
+        if (r.done || !isInvisible(r.value)) return r;
+      }
+    },
+    async return(value?: unknown) {
+      end();
+      return (await source.return?.(value)) ?? { value: undefined, done: true };
+    },
+    async throw(err?: unknown) {
+      end();
+      if (source.throw) return source.throw(err);
+      throw err;
+    },
+    [Symbol.asyncIterator]: () => it,
+  };
+  return it;
+}
+
+/**
+ * Subscription fan-out for graphql-ws's `subscribe` option. Subscribers that share a group key
+ * (same document, variables, operation name and caller identity with its API-key scopes, and no
+ * `after`) share ONE graphql-js subscription: the selection set runs once per event and every
+ * member receives the same ExecutionResult object (graphql-ws serialises it per socket). Each
+ * member has its own bounded queue, so a slow member never slows the others; it is cut off
+ * (`onSlow`) when its queue passes `maxPending`. The group's stream ends when its last member leaves.
+ * Subscriptions without a key run on their own, as graphql-ws would run them.
+ */
+export function createSubscriptionFanout(opts: FanoutOptions = {}) {
+  const maxPending = opts.maxPending ?? 1000;
+  const count = opts.onCount ?? (() => {});
+  const groups = new Map<string, Group>();
+
+  function closeGroup(group: Group) {
+    if (group.closed) return;
+    group.closed = true;
+    if (groups.get(group.key) === group) groups.delete(group.key);
+    count('groups', -1);
+    void group.source?.return?.(undefined)?.catch(() => {});
+  }
+
+  async function pump(group: Group) {
+    const source = group.source!;
+    try {
+      for (;;) {
+        const r = await source.next();
+        if (r.done) break;
+        if (isInvisible(r.value)) continue;
+        for (const m of [...group.members]) m.push(r.value);
+      }
+      for (const m of [...group.members]) m.end();
+    } catch (err) {
+      for (const m of [...group.members]) m.fail(err);
+    } finally {
+      closeGroup(group);
+    }
+  }
+
+  function join(group: Group, member: FanoutMember): MemberQueue {
+    count('subscriptions', 1);
+    const queue: MemberQueue = new MemberQueue(
+      maxPending,
+      () => {
+        count('subscriptions', -1);
+        group.members.delete(queue);
+        if (group.members.size === 0) closeGroup(group);
+      },
+      () => member.onSlow(),
+    );
+    group.members.add(queue);
+    if (!group.pumping) {
+      group.pumping = true;
+      void pump(group);
+    }
+    return queue;
+  }
+
+  return {
+    /**
+     * Subscribes `args`: alone when `key` is null, else in the group of `key`. Returns what
+     * graphql-ws expects: the results, or an ExecutionResult with the errors of a refused subscription.
+     */
+    async subscribe(args: ExecutionArgs, key: string | null, member: FanoutMember): Promise<Results | ExecutionResult> {
+      if (key === null) {
+        const result = await graphqlSubscribe(args);
+        if (!isAsyncIterable(result)) return result;
+        count('subscriptions', 1);
+        return visibleOnly(result, () => count('subscriptions', -1));
+      }
+      for (;;) {
+        let group = groups.get(key);
+        if (!group) {
+          const g: Group = { key, members: new Set(), ready: Promise.resolve(null), source: null, pumping: false, closed: false };
+          group = g;
+          groups.set(key, g);
+          count('groups', 1);
+          g.ready = Promise.resolve(graphqlSubscribe(args)).then(
+            (result) => {
+              if (isAsyncIterable(result)) {
+                g.source = result;
+                return null;
+              }
+              closeGroup(g);
+              return result;
+            },
+            (err: unknown) => {
+              closeGroup(g);
+              throw err;
+            },
+          );
+        }
+        const refused = await group.ready;
+        if (refused) return refused;
+        // Its members all left while this one waited: start a new group.
+        if (group.closed) continue;
+        return join(group, member);
+      }
+    },
+
+    /** Open groups (tests, metrics). */
+    groupCount: () => groups.size,
+  };
+}
+
+export type SubscriptionFanout = ReturnType<typeof createSubscriptionFanout>;

@@ -1,0 +1,275 @@
+import { Repeater } from '@graphql-yoga/subscription';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { requireCaller, type Caller } from '../accounts/caller';
+import { ALARM_TYPES } from '../devices/alarm-type';
+import type { DeviceStatus } from '../devices/device.model';
+import { CommonError } from '../lib/domain-error';
+import { isUuid, parseInput } from '../lib/validate';
+import type { AccessCache } from './access-cache';
+import { compareAlarmCursors, decodeAlarmCursor, type AlarmCursor } from './alarm-cursor';
+import type { AlarmFilterSpec, AlarmRow, AlarmStore } from './alarm-store';
+import type { AlarmTailer } from './alarm-tail';
+import type { AlarmService, AlarmView } from './alarm.service';
+import type { DeviceStatusPayload, EventBus } from './event-bus';
+
+/** One status change as the deviceStatus subscription delivers it; `device` is resolved per subscriber. */
+export interface DeviceStatusEventView {
+  deviceId: string;
+  status: DeviceStatus;
+  at: Date;
+}
+
+/**
+ * A live stream's consumer fell too far behind (its pending events passed the bound). The
+ * transport closes the connection (graphql-ws: 1013) instead of buffering without end; an alarms
+ * subscriber resumes with its last cursor and loses nothing.
+ */
+export class SlowConsumerError extends Error {
+  override name = 'SlowConsumerError';
+  constructor() {
+    super('The subscriber fell too far behind; reconnect and resume');
+  }
+}
+
+export interface LiveServiceDeps {
+  clock: () => Date;
+  bus: EventBus;
+  log: Logger;
+  tailer: Pick<AlarmTailer, 'register'>;
+  access: Pick<AccessCache, 'canSeeBinding' | 'canSeeDevice'>;
+  store: Pick<AlarmStore, 'replayForUserUntil'>;
+  alarms: Pick<AlarmService, 'toView'>;
+  /**
+   * Undelivered live events one subscription may hold (default 1000). Beyond it, deviceStatus
+   * fails with SlowConsumerError; alarms stops buffering and catches up from the database instead.
+   */
+  maxPending?: number;
+  /** Rows per replay statement (default 100). */
+  replayPage?: number;
+}
+
+const MAX_IDS = 100;
+const deviceIdsSchema = z
+  .array(z.string().max(100, 'too long'))
+  .max(MAX_IDS, `at most ${MAX_IDS} device ids`)
+  .nullish()
+  // Ids that cannot exist match nothing, like ids of devices the caller does not see (no existence leaks).
+  .transform((ids) => (ids ? new Set(ids.filter(isUuid)) : null));
+const statusInput = z.object({ deviceIds: deviceIdsSchema });
+const alarmsInput = z.object({
+  deviceIds: deviceIdsSchema,
+  types: z
+    .array(z.enum(ALARM_TYPES))
+    .max(ALARM_TYPES.length * 2, 'too many types')
+    .nullish()
+    .transform((t) => (t ? new Set(t) : null)),
+  after: z.string().max(200, 'not a valid cursor').nullish(),
+});
+
+/**
+ * The stream with a cleanup that runs exactly once: when it ends, fails or is returned, also if
+ * it is returned before its first pull (when a Repeater's own executor never runs).
+ */
+function closing<T>(stream: Repeater<T>, cleanup: () => void): AsyncGenerator<T> {
+  let done = false;
+  const clean = () => {
+    if (done) return;
+    done = true;
+    cleanup();
+  };
+  const generator: AsyncGenerator<T> = {
+    next: (...args: [] | [unknown]) =>
+      stream.next(...args).then(
+        (r) => {
+          if (r.done) clean();
+          return r;
+        },
+        (err: unknown) => {
+          clean();
+          throw err;
+        },
+      ),
+    return: (value?: unknown) => {
+      clean();
+      return stream.return(value as T);
+    },
+    throw: (err?: unknown) => {
+      clean();
+      return stream.throw(err);
+    },
+    [Symbol.asyncIterator]: () => generator,
+  };
+  return generator;
+}
+
+const isBefore = (a: AlarmCursor, b: AlarmCursor) => compareAlarmCursors(a, b) < 0;
+const cursorOfRow = (r: AlarmRow): AlarmCursor => ({ xid: r.xid, seq: r.seq });
+
+/**
+ * The two live streams of the API, `deviceStatus` and `alarms`, as async iterables of views
+ * (resolvers stay thin; graphql-ws executes the selection per event). Every event is authorised
+ * at delivery against the node's access cache: owner, or an unrevoked, unexpired share with
+ * ALARMS; for alarms, on the alarm's own binding (a former or later owner never sees it).
+ *
+ * Alarms come from the node's tailer (one database reader per node); `alarms(after:)` registers
+ * with the tailer first (position T0), replays (after, T0] from the database page by page, then
+ * delivers the tailer's rows after T0: every alarm once, in cursor order, with no gap, however
+ * many arrive during the replay. A consumer that falls behind during the replay or live costs
+ * bounded memory: past `maxPending` buffered rows the stream drops its buffer and catches up from
+ * the database instead.
+ */
+export function createLiveService(deps: LiveServiceDeps) {
+  const { clock, tailer, access, store } = deps;
+  const log = deps.log.child({ component: 'live' });
+  const maxPending = deps.maxPending ?? 1000;
+  const replayPage = deps.replayPage ?? 100;
+
+  /** One bus subscription per node for status changes, fanned out to local streams. */
+  const statusListeners = new Set<(p: DeviceStatusPayload) => void>();
+  let statusFeed: (AsyncIterator<unknown> & { return?: () => unknown }) | undefined;
+  let alarmStreams = 0;
+
+  function deviceStatus(caller: Caller | null, args: { deviceIds?: unknown }): AsyncGenerator<DeviceStatusEventView> {
+    const c = requireCaller(caller, 'DEVICES_READ');
+    const { deviceIds } = parseInput(statusInput, { deviceIds: args.deviceIds ?? null });
+    const pending: DeviceStatusPayload[] = [];
+    let overflow = false;
+    let signal = () => {};
+    // Listening starts now, before the first pull: an event right after subscribing is not missed.
+    const listener = (p: DeviceStatusPayload) => {
+      if (deviceIds && !deviceIds.has(p.deviceId)) return;
+      if (pending.length >= maxPending) overflow = true;
+      else pending.push(p);
+      signal();
+    };
+    statusListeners.add(listener);
+    const stream = new Repeater<DeviceStatusEventView>(async (push, stop) => {
+      let stopped = false;
+      void stop.then(() => (stopped = true));
+      while (!stopped) {
+        if (overflow) throw new SlowConsumerError();
+        const p = pending.shift();
+        if (p) {
+          // Authorised now, at delivery: a revoked or expired share stops the next event.
+          if (await access.canSeeDevice(c.userId, p.deviceId)) await push({ deviceId: p.deviceId, status: p.status, at: new Date(p.at) });
+          continue;
+        }
+        await Promise.race([new Promise<void>((r) => (signal = r)), stop]);
+      }
+    });
+    return closing(stream, () => statusListeners.delete(listener));
+  }
+
+  async function alarms(caller: Caller | null, args: { deviceIds?: unknown; types?: unknown; after?: unknown }): Promise<AsyncGenerator<AlarmView>> {
+    const c = requireCaller(caller, 'ALARMS_READ');
+    const v = parseInput(alarmsInput, { deviceIds: args.deviceIds ?? null, types: args.types ?? null, after: args.after ?? null });
+    const after = v.after ? decodeAlarmCursor(v.after) : null;
+    if (v.after && !after) throw CommonError.badInput('after: not a valid cursor');
+    const filter: AlarmFilterSpec = { deviceIds: v.deviceIds ? [...v.deviceIds] : null, types: v.types ? [...v.types] : null };
+    const matches = (r: AlarmRow) => (!v.deviceIds || v.deviceIds.has(r.deviceId)) && (!v.types || (v.types as Set<string>).has(r.alarmType));
+
+    // Rows from the tailer after its position at registration; when too many wait, they are
+    // dropped and `dropTo` remembers how far the database must be read instead.
+    const buffered: AlarmRow[] = [];
+    let dropTo: AlarmCursor | null = null;
+    let signal = () => {};
+    const reg = await tailer.register((row) => {
+      if (dropTo || buffered.length >= maxPending) {
+        buffered.length = 0;
+        dropTo = cursorOfRow(row);
+      } else {
+        buffered.push(row);
+      }
+      signal();
+    });
+    alarmStreams++;
+    const stream = new Repeater<AlarmView>(async (push, stop) => {
+      let stopped = false;
+      void stop.then(() => (stopped = true));
+      // Everything up to `pos` has been delivered (or was not the caller's to see).
+      let pos: AlarmCursor = after ?? reg.position;
+      // The database holds what is due up to `until`: the tailer's position at registration, or what it dropped.
+      let until: AlarmCursor | null = after && isBefore(after, reg.position) ? reg.position : null;
+      while (!stopped) {
+        if (until && isBefore(pos, until)) {
+          const rows = await store.replayForUserUntil(c.userId, clock(), pos, until, filter, replayPage);
+          for (const r of rows) {
+            if (stopped) return;
+            pos = cursorOfRow(r);
+            await push(deps.alarms.toView(r, clock()));
+          }
+          if (rows.length < replayPage) pos = until;
+          continue;
+        }
+        until = null;
+        if (dropTo) {
+          // Rows were dropped while the consumer lagged: read them from the database, then buffer again.
+          if (isBefore(pos, dropTo)) until = dropTo;
+          else dropTo = null;
+          continue;
+        }
+        const r = buffered.shift();
+        if (r) {
+          const rc = cursorOfRow(r);
+          if (!isBefore(pos, rc)) continue; // at or before the resume cursor: delivered before
+          pos = rc;
+          // Authorised now, at delivery, on the alarm's own binding.
+          if (matches(r) && (await access.canSeeBinding(c.userId, r.bindingId))) await push(deps.alarms.toView(r, clock()));
+          continue;
+        }
+        await Promise.race([new Promise<void>((res) => (signal = res)), stop]);
+      }
+    });
+    return closing(stream, () => {
+      alarmStreams--;
+      reg.unregister();
+    });
+  }
+
+  return {
+    /**
+     * Status changes of the caller's devices (or of `deviceIds` among them), from now on. Needs
+     * DEVICES_READ for an API key. Devices the caller does not see are ignored, not refused.
+     * Throws BAD_INPUT for more than 100 ids; the stream fails with SlowConsumerError when its
+     * consumer falls more than `maxPending` events behind.
+     */
+    deviceStatus,
+
+    /**
+     * Alarms of the caller's devices (filtered by `deviceIds` and `types`), from now on, or with
+     * `after` first every stored alarm after that cursor. Needs ALARMS_READ for an API key.
+     * Throws BAD_INPUT for a cursor we did not issue.
+     */
+    alarms,
+
+    /** Starts the node's status feed from the bus. */
+    start(): void {
+      if (statusFeed) return;
+      const it = deps.bus.subscribe('device.status')[Symbol.asyncIterator]();
+      statusFeed = it;
+      void (async () => {
+        try {
+          for (;;) {
+            const next = await it.next();
+            if (next.done) return;
+            for (const l of statusListeners) l(next.value);
+          }
+        } catch (err) {
+          log.warn({ err }, 'device.status subscription ended');
+        }
+      })();
+    },
+
+    async stop(): Promise<void> {
+      await statusFeed?.return?.();
+      statusFeed = undefined;
+    },
+
+    /** Open streams on this node (metrics, tests). */
+    statusStreams: () => statusListeners.size,
+    alarmStreams: () => alarmStreams,
+  };
+}
+
+export type LiveService = ReturnType<typeof createLiveService>;

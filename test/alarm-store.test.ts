@@ -1,0 +1,353 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { eq, inArray, sql } from 'drizzle-orm';
+import { tables } from '../src/db/index';
+import { compareAlarmCursors, decodeAlarmCursor, encodeAlarmCursor } from '../src/streams/alarm-cursor';
+import type { AlarmPost, AlarmRow } from '../src/streams/alarm-store';
+import {
+  AcknowledgeAlarmDocument,
+  AlarmIdsDocument,
+  AlarmsDocument,
+  BindDeviceDocument,
+  CreateApiKeyDocument,
+  GrantShareDocument,
+  RevokeShareDocument,
+  TransferDeviceDocument,
+  UnbindDeviceDocument,
+  type AlarmFilter,
+  type AlarmIdsQuery,
+  type AlarmsQuery,
+} from './generated/graphql';
+import { alertXml, insertBinding, insertDevice, insertUser, isapiPost } from './helpers/alarms-fixtures';
+import { createRetentionJob } from '../src/streams/retention';
+import { provisionAndBind, registerUser, type TestUser } from './helpers/devices';
+import { expectCode, expectData, hasPostgres, startApp, testClock, waitFor, type TestApp } from './helpers/harness';
+
+const XML = 'application/xml';
+
+let t: TestApp;
+const clock = testClock();
+
+before(async () => {
+  t = await startApp({ clock: clock.now });
+});
+after(() => t.stop());
+
+/** The ids the user sees through GraphQL, newest first, paging with `first`. */
+async function visibleIds(user: TestUser, filter?: AlarmFilter): Promise<string[]> {
+  const ids: string[] = [];
+  let after: string | null = null;
+  for (;;) {
+    const page: AlarmIdsQuery['alarms'] = expectData(await t.gql(AlarmIdsDocument, { first: 100, after, filter }, { token: user.token })).alarms;
+    ids.push(...page.edges.map((e) => e.node.id));
+    if (!page.pageInfo.hasNextPage) return ids;
+    after = page.pageInfo.endCursor;
+  }
+}
+
+const post = (path: string, o: Parameters<typeof alertXml>[0]) => isapiPost(t.url, path, alertXml(o), XML);
+
+/** Posts one alarm and returns its id (newest stored for the device). */
+async function raise(path: string, deviceId: string, eventType = 'VMD', channel = 1): Promise<string> {
+  const res = await post(path, { eventType, channel });
+  assert.equal(res.status, 200);
+  const [row] = await t.app.db.db
+    .select({ id: tables.alarms.id })
+    .from(tables.alarms)
+    .where(eq(tables.alarms.deviceId, deviceId))
+    .orderBy(sql`${tables.alarms.seq} desc`)
+    .limit(1);
+  return row!.id;
+}
+
+describe('cursors', () => {
+  test('round-trip and refuse anything we did not issue', () => {
+    const c = { xid: 123456789, seq: 42 };
+    assert.deepEqual(decodeAlarmCursor(encodeAlarmCursor(c)), c);
+    for (const bad of ['', 'x', 'YTE6MTox!', Buffer.from('a1:1').toString('base64url'), Buffer.from('a1:-1:2').toString('base64url'), 'A'.repeat(100)]) {
+      assert.equal(decodeAlarmCursor(bad), null, bad);
+    }
+    assert.ok(compareAlarmCursors({ xid: 1, seq: 9 }, { xid: 2, seq: 1 }) < 0);
+  });
+});
+
+describe('visibility follows the alarm binding', () => {
+  test('shows alarms to the owner and ALARMS grantees of that binding only, across shares, unbind, rebind and transfer', async () => {
+    const [a, b, c, d, e] = await Promise.all(['owner-a', 'grantee-b', 'viewer-c', 'next-d', 'config-e'].map((tag) => registerUser(t, tag, tag)));
+    const { device, provisioned } = await provisionAndBind(t, a!, { name: 'Porch' });
+    const share = async (to: TestUser, permissions: Array<'ALARMS' | 'LIVE_VIEW' | 'CONFIGURE'>, expiresAt: string | null = null) =>
+      expectData(await t.gql(GrantShareDocument, { deviceId: device.id, grantee: to.email, permissions, expiresAt }, { token: a!.token })).grantShare;
+    const bShare = await share(b!, ['ALARMS']);
+    await share(c!, ['LIVE_VIEW']);
+    await share(e!, ['ALARMS', 'CONFIGURE']);
+    await share(d!, ['ALARMS'], new Date(clock.now().getTime() + 5 * 60_000).toISOString());
+
+    const a1 = await raise(provisioned.ingestPath, device.id, 'VMD');
+    await waitFor(async () => (await visibleIds(a!)).length === 1, 5000, 'a1 readable');
+    assert.deepEqual(await visibleIds(a!), [a1], 'owner');
+    assert.deepEqual(await visibleIds(b!), [a1], 'grantee with ALARMS');
+    assert.deepEqual(await visibleIds(e!), [a1], 'grantee with ALARMS and CONFIGURE');
+    assert.deepEqual(await visibleIds(d!), [a1], 'grantee with an unexpired share');
+    assert.deepEqual(await visibleIds(c!), [], 'grantee without ALARMS');
+
+    // Acknowledging: CONFIGURE or owner; the first acknowledgement stands.
+    expectCode(await t.gql(AcknowledgeAlarmDocument, { id: a1 }, { token: b!.token }), 'FORBIDDEN');
+    expectCode(await t.gql(AcknowledgeAlarmDocument, { id: a1 }, { token: c!.token }), 'NOT_FOUND');
+    const acked = expectData(await t.gql(AcknowledgeAlarmDocument, { id: a1 }, { token: e!.token })).acknowledgeAlarm;
+    assert.equal(acked.acknowledgedBy?.id, e!.id);
+    assert.equal(acked.acknowledgedBy?.email, e!.email, 'one sees one own email');
+    assert.ok(acked.acknowledgedAt);
+    const again = expectData(await t.gql(AcknowledgeAlarmDocument, { id: a1 }, { token: a!.token })).acknowledgeAlarm;
+    assert.equal(again.acknowledgedBy?.id, e!.id);
+    assert.equal(again.acknowledgedBy?.email, null, "others do not see the acknowledger's email");
+    assert.equal(again.acknowledgedBy?.displayName, 'config-e');
+    assert.equal(again.acknowledgedAt, acked.acknowledgedAt);
+
+    // An expired share grants nothing; a revoked one neither.
+    clock.advance(6 * 60_000); // within the access tokens' 15 minutes
+    assert.deepEqual(await visibleIds(d!), [], 'expired share');
+    expectData(await t.gql(RevokeShareDocument, { id: bShare.id }, { token: a!.token }));
+    assert.deepEqual(await visibleIds(b!), [], 'revoked share');
+
+    // Unbind: the former owner and former grantees see nothing.
+    expectData(await t.gql(UnbindDeviceDocument, { id: device.id, password: a!.password }, { token: a!.token }));
+    assert.deepEqual(await visibleIds(a!), [], 'former owner');
+    assert.deepEqual(await visibleIds(e!), [], 'former grantee');
+    expectCode(await t.gql(AcknowledgeAlarmDocument, { id: a1 }, { token: a!.token }), 'NOT_FOUND');
+
+    // Rebind by someone else: they see only what arrives in their binding.
+    expectData(await t.gql(BindDeviceDocument, { serial: provisioned.serial, verificationCode: provisioned.verificationCode, name: null }, { token: d!.token }));
+    const a2 = await raise(provisioned.ingestPath, device.id, 'linedetection');
+    await waitFor(async () => (await visibleIds(d!)).length === 1, 5000, 'a2 readable');
+    assert.deepEqual(await visibleIds(d!), [a2], 'later owner');
+    assert.deepEqual(await visibleIds(a!), [], 'former owner still sees nothing');
+
+    // Transfer back to the first owner: a new binding, so only its own alarms.
+    expectData(await t.gql(TransferDeviceDocument, { id: device.id, to: a!.email, password: d!.password }, { token: d!.token }));
+    const a3 = await raise(provisioned.ingestPath, device.id, 'fielddetection');
+    await waitFor(async () => (await visibleIds(a!)).length === 1, 5000, 'a3 readable');
+    assert.deepEqual(await visibleIds(a!), [a3], 'an owner again, of a new binding');
+    assert.deepEqual(await visibleIds(d!), [], 'the transferrer');
+  });
+});
+
+describe('alarms query', () => {
+  let owner: TestUser;
+  let ids: string[] = []; // oldest first
+  let devA: string;
+  let devB: string;
+
+  before(async () => {
+    owner = await registerUser(t, 'pager', 'Pager');
+    const one = await provisionAndBind(t, owner);
+    const two = await provisionAndBind(t, owner);
+    devA = one.device.id;
+    devB = two.device.id;
+    const plan: Array<[string, string, string, number]> = [
+      [one.provisioned.ingestPath, devA, 'VMD', 1],
+      [two.provisioned.ingestPath, devB, 'linedetection', 1],
+      [one.provisioned.ingestPath, devA, 'fielddetection', 1],
+      [two.provisioned.ingestPath, devB, 'VMD', 2],
+      [one.provisioned.ingestPath, devA, 'tamperdetection', 1],
+      [two.provisioned.ingestPath, devB, 'diskfull', 1],
+      [one.provisioned.ingestPath, devA, 'VMD', 3],
+    ];
+    ids = [];
+    for (const [path, dev, type, ch] of plan) ids.push(await raise(path, dev, type, ch));
+    await waitFor(async () => (await visibleIds(owner)).length === plan.length, 5000, 'all readable');
+  });
+
+  test('pages newest first with first and after without gaps or repeats', async () => {
+    const seen: string[] = [];
+    let after: string | null = null;
+    const sizes: number[] = [];
+    for (;;) {
+      const page: AlarmsQuery['alarms'] = expectData(await t.gql(AlarmsDocument, { first: 3, after }, { token: owner.token })).alarms;
+      sizes.push(page.edges.length);
+      for (const e of page.edges) assert.equal(e.cursor, e.node.cursor);
+      seen.push(...page.edges.map((e) => e.node.id));
+      if (!page.pageInfo.hasNextPage) break;
+      after = page.pageInfo.endCursor;
+    }
+    assert.deepEqual(sizes, [3, 3, 1]);
+    assert.deepEqual(seen, [...ids].reverse());
+  });
+
+  test('filters by device, type, acknowledgement and receive time', async () => {
+    assert.deepEqual(await visibleIds(owner, { deviceIds: [devB] }), [ids[5], ids[3], ids[1]]);
+    assert.deepEqual(await visibleIds(owner, { types: ['MOTION'] }), [ids[6], ids[3], ids[0]]);
+    assert.deepEqual(await visibleIds(owner, { types: ['MOTION'], deviceIds: [devA] }), [ids[6], ids[0]]);
+    assert.deepEqual(await visibleIds(owner, { deviceIds: ['not-an-id', '6f1c3a52-0000-4000-8000-000000000000'] }), []);
+    assert.deepEqual(await visibleIds(owner, { types: [] }), []);
+    expectData(await t.gql(AcknowledgeAlarmDocument, { id: ids[2]! }, { token: owner.token }));
+    assert.deepEqual(await visibleIds(owner, { acknowledged: true }), [ids[2]]);
+    assert.equal((await visibleIds(owner, { acknowledged: false })).length, 6);
+    const future = new Date(clock.now().getTime() + 60_000).toISOString();
+    assert.deepEqual(await visibleIds(owner, { since: future }), []);
+    assert.equal((await visibleIds(owner, { since: new Date(clock.now().getTime() - 3600_000).toISOString() })).length, 7);
+  });
+
+  test('refuses bad arguments, unknown ids and missing credentials with the contract codes', async () => {
+    expectCode(await t.gql(AlarmsDocument, { after: 'garbage' }, { token: owner.token }), 'BAD_USER_INPUT');
+    expectCode(await t.gql(AlarmsDocument, { first: 0 }, { token: owner.token }), 'BAD_USER_INPUT');
+    expectCode(await t.gql(AlarmsDocument, { first: 101 }, { token: owner.token }), 'BAD_USER_INPUT');
+    expectCode(await t.gql(AlarmsDocument, {}), 'UNAUTHENTICATED');
+    expectCode(await t.gql(AcknowledgeAlarmDocument, { id: 'nope' }, { token: owner.token }), 'NOT_FOUND');
+    expectCode(await t.gql(AcknowledgeAlarmDocument, { id: '6f1c3a52-0000-4000-8000-000000000000' }, { token: owner.token }), 'NOT_FOUND');
+  });
+
+  test('needs ALARMS_READ for an API key to list alarms', async () => {
+    const make = async (scopes: Array<'DEVICES_READ' | 'ALARMS_READ'>) =>
+      expectData(await t.gql(CreateApiKeyDocument, { name: scopes.join('+'), scopes }, { token: owner.token })).createApiKey.secret;
+    expectCode(await t.gql(AlarmIdsDocument, {}, { token: await make(['DEVICES_READ']) }), 'FORBIDDEN');
+    const page = expectData(await t.gql(AlarmsDocument, { first: 2 }, { token: await make(['ALARMS_READ', 'DEVICES_READ']) })).alarms;
+    assert.equal(page.edges.length, 2);
+  });
+});
+
+describe('exactly-once store and total order under concurrency', () => {
+  test(`never lets a reader that resumes with after skip or repeat a row while writers commit out of order${hasPostgres ? '' : ' (sequential on PGlite)'}`, async (ctx) => {
+    const db = t.app.db.db;
+    const store = t.app.alarmStore;
+    const userId = await insertUser(db);
+    const WRITERS = 8;
+    const PER_WRITER = 25;
+    const devices = await Promise.all(
+      Array.from({ length: WRITERS }, async () => {
+        const d = await insertDevice(db);
+        return { ...d, bindingId: await insertBinding(db, d.id, userId, clock.now()) };
+      }),
+    );
+
+    const postOf = (i: number): AlarmPost => ({
+      source: 'ws',
+      eventType: `type${i}`,
+      rawType: `type${i}`,
+      alarmType: 'OTHER',
+      state: 'active',
+      channel: 1,
+      regionId: null,
+      deviceTime: null,
+      activePostCount: 0,
+      description: null,
+      channelName: null,
+      identity: `w:${i}`,
+      retransmission: false,
+      details: null,
+    });
+
+    // Half the writers use the real write path; the other half hold their transaction open for a
+    // random while after taking a sequence value, so commits arrive out of sequence order.
+    const writer = async (w: number) => {
+      const d = devices[w]!;
+      for (let i = 0; i < PER_WRITER; i++) {
+        if (w % 2 === 0) {
+          await store.record(d.id, postOf(i));
+        } else {
+          await db.transaction(async (tx) => {
+            await tx.insert(tables.alarms).values({
+              deviceId: d.id,
+              bindingId: d.bindingId,
+              source: 'ws',
+              channel: i,
+              eventType: 'slow',
+              rawType: 'slow',
+              alarmType: 'OTHER',
+              startedAt: clock.now(),
+              receivedAt: clock.now(),
+              lastPostAt: clock.now(),
+            });
+            if (hasPostgres) await tx.execute(sql`select pg_sleep(${Math.random() * 0.03})`);
+          });
+        }
+      }
+    };
+
+    const seen: AlarmRow[] = [];
+    let naiveSeen = new Set<string>();
+    let done = false;
+    const reader = async () => {
+      let cursor: ReturnType<typeof decodeAlarmCursor> = null;
+      let naiveLast = 0;
+      let idleAfterDone = 0;
+      while (idleAfterDone < 3) {
+        const rows = await store.replayForUser(userId, clock.now(), cursor, null, 7);
+        for (const r of rows) {
+          const c = decodeAlarmCursor(store.cursorOf(r))!;
+          if (cursor) assert.ok(compareAlarmCursors(c, cursor) > 0, 'cursors only grow');
+          cursor = c;
+          seen.push(r);
+        }
+        // What a plain `seq > last` reader would have seen, for contrast.
+        const naive = await db
+          .select({ id: tables.alarms.id, seq: tables.alarms.seq })
+          .from(tables.alarms)
+          .where(sql`${tables.alarms.seq} > ${naiveLast} and ${inArray(tables.alarms.bindingId, devices.map((d) => d.bindingId))}`)
+          .orderBy(tables.alarms.seq)
+          .limit(7);
+        for (const r of naive) naiveSeen.add(r.id);
+        if (naive.length) naiveLast = naive.at(-1)!.seq;
+        if (done && rows.length === 0) idleAfterDone++;
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+
+    const readerDone = reader();
+    await Promise.all(devices.map((_, w) => writer(w)));
+    done = true;
+    await readerDone;
+
+    const all = await db
+      .select({ id: tables.alarms.id })
+      .from(tables.alarms)
+      .where(inArray(tables.alarms.bindingId, devices.map((d) => d.bindingId)));
+    assert.equal(all.length, WRITERS * PER_WRITER);
+    const seenIds = seen.map((r) => r.id);
+    assert.equal(new Set(seenIds).size, seenIds.length, 'no repeats');
+    assert.deepEqual(new Set(seenIds), new Set(all.map((r) => r.id)), 'no gaps');
+    const naiveMissed = all.filter((r) => !naiveSeen.has(r.id)).length;
+    ctx.diagnostic(`a plain seq > cursor reader would have skipped ${naiveMissed} of ${all.length} rows`);
+    naiveSeen = new Set();
+
+    // Newest first over the same rows: strictly decreasing, complete.
+    const back: string[] = [];
+    let before: ReturnType<typeof decodeAlarmCursor> = null;
+    for (;;) {
+      const rows = await store.pageForUser(userId, clock.now(), before, null, 9);
+      if (rows.length === 0) break;
+      for (const r of rows) back.push(r.id);
+      before = decodeAlarmCursor(store.cursorOf(rows.at(-1)!));
+    }
+    assert.deepEqual(back, [...seenIds].reverse());
+
+    // Resending every real-path post stores nothing new.
+    for (let w = 0; w < WRITERS; w += 2) {
+      for (let i = 0; i < PER_WRITER; i++) assert.equal((await store.record(devices[w]!.id, postOf(i))).outcome, 'duplicate');
+    }
+  });
+});
+
+describe('retention', () => {
+  test('deletes alarms and receipts older than ALARM_RETENTION_DAYS when the job runs', async () => {
+    const db = t.app.db.db;
+    const userId = await insertUser(db);
+    const d = await insertDevice(db);
+    await insertBinding(db, d.id, userId, clock.now());
+    await isapiPost(t.url, d.ingestPath, JSON.stringify({ eventType: 'VMD', uuid: 'old-one', channelID: 1 }), 'application/json');
+    clock.advance(91 * 86_400_000);
+    await isapiPost(t.url, d.ingestPath, JSON.stringify({ eventType: 'VMD', uuid: 'new-one', channelID: 2 }), 'application/json');
+    const job = createRetentionJob({
+      db,
+      clock: clock.now,
+      log: t.app.log,
+      store: t.app.alarmStore,
+      nodeId: 'retention-test',
+      retentionDays: 90,
+    });
+    assert.ok((await job.pruneNow()) >= 1);
+    const left = await db.select().from(tables.alarms).where(eq(tables.alarms.deviceId, d.id));
+    assert.deepEqual(left.map((r) => r.channel), [2]);
+    const receipts = await db.select().from(tables.alarmReceipts).where(eq(tables.alarmReceipts.deviceId, d.id));
+    assert.deepEqual(receipts.map((r) => r.key), ['u:new-one']);
+  });
+});

@@ -1,0 +1,13 @@
+import { Redis } from 'ioredis';
+import { createEventBus } from '/work/main/src/streams/event-bus';
+process.on('unhandledRejection', (e) => { console.log('UNHANDLED', (e as Error).message); });
+const opts = { maxRetriesPerRequest: 2, enableOfflineQueue: true } as const;
+const pub = new Redis('redis://127.0.0.1:6399', opts); const sub = new Redis('redis://127.0.0.1:6399', opts);
+pub.on('error', () => {}); sub.on('error', () => {});
+const bus = createEventBus({ publish: pub, subscribe: sub });
+const t0 = Date.now();
+bus.publish('device.status', { deviceId: 'x', status: 'ONLINE', at: 'now' });
+const it = bus.subscribe('alarm.created')[Symbol.asyncIterator](); void it.next();
+await new Promise((r) => setTimeout(r, 1500));
+console.log('alive after', Date.now() - t0);
+process.exit(0);
