@@ -138,7 +138,8 @@ async function provision(args: readonly string[], io: CliIo): Promise<number> {
   let channels = 1;
   if (values.channels !== undefined) {
     channels = Number(values.channels);
-    if (!/^\d+$/.test(values.channels) || channels < 1 || channels > 256) throw new UsageError(`--channels: must be a whole number from 1 to 256, got ${values.channels}`);
+    if (!/^\d+$/.test(values.channels) || channels < 1 || channels > 256)
+      throw new UsageError(`--channels: must be a whole number from 1 to 256, got ${values.channels}`);
   }
 
   const config = loadConfig(io.env);

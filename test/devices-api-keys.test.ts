@@ -26,7 +26,8 @@ before(async () => {
 });
 after(() => t.stop());
 
-const apiKey = async (scopes: ApiScope[]) => expectData(await t.gql(CreateApiKeyDocument, { name: scopes.join('+'), scopes }, { token: owner.token })).createApiKey.secret;
+const apiKey = async (scopes: ApiScope[]) =>
+  expectData(await t.gql(CreateApiKeyDocument, { name: scopes.join('+'), scopes }, { token: owner.token })).createApiKey.secret;
 
 test('a DEVICES_READ key reads devices but cannot bind, rename, share or unbind', async () => {
   const key = await apiKey(['DEVICES_READ']);
@@ -45,7 +46,9 @@ test('a DEVICES_READ key reads devices but cannot bind, rename, share or unbind'
 test('a DEVICES_WRITE key binds and renames, but needs SHARES_WRITE to share and DEVICES_READ to list', async () => {
   const key = await apiKey(['DEVICES_WRITE']);
   const p = await provisionDevice(t);
-  const bound = expectData(await t.gql(BindDeviceDocument, { serial: p.serial, verificationCode: p.verificationCode, name: 'Via key' }, { token: key })).bindDevice;
+  const bound = expectData(
+    await t.gql(BindDeviceDocument, { serial: p.serial, verificationCode: p.verificationCode, name: 'Via key' }, { token: key }),
+  ).bindDevice;
   assert.equal(bound.role, 'OWNER');
   assert.equal(expectData(await t.gql(RenameDeviceDocument, { id: bound.id, name: 'Renamed via key' }, { token: key })).renameDevice.name, 'Renamed via key');
   expectCode(await t.gql(GrantShareDocument, { deviceId: bound.id, grantee: friend.email, permissions: ['LIVE_VIEW'] }, { token: key }), 'FORBIDDEN');
@@ -56,14 +59,20 @@ test('a DEVICES_WRITE key binds and renames, but needs SHARES_WRITE to share and
 test('a SHARES_WRITE key grants and revokes shares', async () => {
   const key = await apiKey(['SHARES_WRITE']);
   const { device } = await provisionAndBind(t, owner);
-  const share = expectData(await t.gql(GrantShareDocument, { deviceId: device.id, grantee: friend.email, permissions: ['LIVE_VIEW'] }, { token: key })).grantShare;
+  const share = expectData(
+    await t.gql(GrantShareDocument, { deviceId: device.id, grantee: friend.email, permissions: ['LIVE_VIEW'] }, { token: key }),
+  ).grantShare;
   assert.equal(share.grantee.id, friend.id);
   assert.equal(expectData(await t.gql(RevokeShareDocument, { id: share.id }, { token: key })).revokeShare, true);
 });
 
 test('unbind and transfer by a DEVICES_WRITE key still need the account password', async () => {
   const key = await apiKey(['DEVICES_WRITE', 'DEVICES_READ']);
-  const [{ device: one }, { device: two }, { device: three }] = await Promise.all([provisionAndBind(t, owner), provisionAndBind(t, owner), provisionAndBind(t, owner)]);
+  const [{ device: one }, { device: two }, { device: three }] = await Promise.all([
+    provisionAndBind(t, owner),
+    provisionAndBind(t, owner),
+    provisionAndBind(t, owner),
+  ]);
   expectCode(await t.gql(UnbindDeviceDocument, { id: one.id, password: OTHER_STRONG_PASSWORD }, { token: key }), 'INVALID_CREDENTIALS');
   expectCode(await t.gql(TransferDeviceDocument, { id: two.id, to: heir.email, password: '' }, { token: key }), 'INVALID_CREDENTIALS');
   assert.equal(expectData(await t.gql(UnbindDeviceDocument, { id: one.id, password: owner.password }, { token: key })).unbindDevice.ok, true);

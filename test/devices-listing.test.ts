@@ -2,7 +2,17 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { eq } from 'drizzle-orm';
 import { tables } from '../src/db/index';
-import { DeviceDocument, DevicesDocument, DevicesSharesByRoleDocument, DevicesWithShareGranteesDocument, DevicesWithTotalDocument, GrantShareDocument, RenameDeviceDocument, type DevicesQuery, type DevicesWithTotalQuery } from './generated/graphql';
+import {
+  DeviceDocument,
+  DevicesDocument,
+  DevicesSharesByRoleDocument,
+  DevicesWithShareGranteesDocument,
+  DevicesWithTotalDocument,
+  GrantShareDocument,
+  RenameDeviceDocument,
+  type DevicesQuery,
+  type DevicesWithTotalQuery,
+} from './generated/graphql';
 import { countStatements, provisionAndBind, registerUser, seedBoundDevices, type TestUser } from './helpers/devices';
 import { expectCode, expectData, startApp, testClock, type TestApp } from './helpers/harness';
 
@@ -33,14 +43,20 @@ describe('devices pagination', () => {
       if (!r.devices.pageInfo.hasNextPage) break;
       after = r.devices.pageInfo.endCursor;
     }
-    assert.deepEqual(seen, seeded.map((s) => s.id));
+    assert.deepEqual(
+      seen,
+      seeded.map((s) => s.id),
+    );
   });
 
   test('neither skips nor repeats a device when devices are bound between pages', async () => {
     const user = await registerUser(t, 'inserts');
     const first = await seedBoundDevices(t, user.id, 4, { start: new Date(clock.now().getTime() - 60_000) });
     const page1 = expectData(await t.gql(DevicesDocument, { first: 2 }, { token: user.token }));
-    assert.deepEqual(ids(page1), first.slice(0, 2).map((d) => d.id));
+    assert.deepEqual(
+      ids(page1),
+      first.slice(0, 2).map((d) => d.id),
+    );
     // Bound after page 1 was read: one through the API, one seeded at the very same instant as an old one.
     const { device: fresh } = await provisionAndBind(t, user);
     const twin = await seedBoundDevices(t, user.id, 1, { start: first[3]!.boundAt });
@@ -133,9 +149,17 @@ describe('devices filters', () => {
     const { device } = await provisionAndBind(t, owner, { name: 'Short lease' });
     // Short enough that moving the clock past it keeps the access tokens (15 min) valid.
     const expiresAt = new Date(clock.now().getTime() + 60_000).toISOString();
-    expectData(await t.gql(GrantShareDocument, { deviceId: device.id, grantee: friend.email, permissions: ['LIVE_VIEW', 'CONFIGURE'] }, { token: owner.token }));
+    expectData(
+      await t.gql(GrantShareDocument, { deviceId: device.id, grantee: friend.email, permissions: ['LIVE_VIEW', 'CONFIGURE'] }, { token: owner.token }),
+    );
     // Re-granting replaces the permissions and sets the expiry.
-    expectData(await t.gql(GrantShareDocument, { deviceId: device.id, grantee: friend.email, permissions: ['LIVE_VIEW', 'CONFIGURE'], expiresAt }, { token: owner.token }));
+    expectData(
+      await t.gql(
+        GrantShareDocument,
+        { deviceId: device.id, grantee: friend.email, permissions: ['LIVE_VIEW', 'CONFIGURE'], expiresAt },
+        { token: owner.token },
+      ),
+    );
     assert.ok(ids(expectData(await t.gql(DevicesDocument, { first: 100 }, { token: friend.token }))).includes(device.id));
 
     clock.advance(2 * 60_000);
@@ -156,16 +180,23 @@ describe('nested fields', () => {
     // Shares through the API: every device with friend, every other one with stranger too.
     for (let i = 0; i < seeded.length; i += 10) {
       await Promise.all(
-        seeded.slice(i, i + 10).flatMap((d, j) => [
-          t.gql(GrantShareDocument, { deviceId: d.id, grantee: friend.email, permissions: ['LIVE_VIEW'] }, { token: user.token }).then(expectData),
-          ...((i + j) % 2 === 0 ? [t.gql(GrantShareDocument, { deviceId: d.id, grantee: stranger.email, permissions: ['ALARMS'] }, { token: user.token }).then(expectData)] : []),
-        ]),
+        seeded
+          .slice(i, i + 10)
+          .flatMap((d, j) => [
+            t.gql(GrantShareDocument, { deviceId: d.id, grantee: friend.email, permissions: ['LIVE_VIEW'] }, { token: user.token }).then(expectData),
+            ...((i + j) % 2 === 0
+              ? [t.gql(GrantShareDocument, { deviceId: d.id, grantee: stranger.email, permissions: ['ALARMS'] }, { token: user.token }).then(expectData)]
+              : []),
+          ]),
       );
     }
     const big = await countStatements(t, () => t.gql(DevicesWithShareGranteesDocument, { first: 50 }, { token: user.token }));
     const data = expectData(big.result);
     assert.equal(data.devices.edges.length, 50);
-    assert.equal(data.devices.edges.reduce((n, e) => n + e.node.shares.length, 0), 75);
+    assert.equal(
+      data.devices.edges.reduce((n, e) => n + e.node.shares.length, 0),
+      75,
+    );
     assert.ok(data.devices.edges.every((e) => e.node.shares.some((s) => s.grantee.id === friend.id)));
 
     const small = await countStatements(t, () => t.gql(DevicesWithShareGranteesDocument, { first: 2 }, { token: user.token }));

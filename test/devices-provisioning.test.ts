@@ -15,7 +15,9 @@ const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..')
 
 /** Runs the real `vigil` command (bin/vigil.mjs) with a clean environment plus `env`. */
 function vigil(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !['ADMIN_TOKEN', 'DATA_DIR', 'DATABASE_URL', 'REDIS_URL', 'VIGIL_URL', 'PORT', 'HOST'].includes(k)));
+  const base = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !['ADMIN_TOKEN', 'DATA_DIR', 'DATABASE_URL', 'REDIS_URL', 'VIGIL_URL', 'PORT', 'HOST'].includes(k)),
+  );
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(root, 'bin/vigil.mjs'), ...args], { cwd: root, env: { ...base, ...env } });
     let stdout = '';

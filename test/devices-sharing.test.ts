@@ -23,7 +23,9 @@ describe('grantShare', () => {
     const access = await recordAccessEvents(t);
     const { device } = await provisionAndBind(t, owner, { name: 'Hall' });
     const invite = ` ${grantee.email.toUpperCase()} `;
-    const share = expectData(await t.gql(GrantShareDocument, { deviceId: device.id, grantee: invite, permissions: ['ALARMS', 'LIVE_VIEW', 'ALARMS'] }, { token: owner.token })).grantShare;
+    const share = expectData(
+      await t.gql(GrantShareDocument, { deviceId: device.id, grantee: invite, permissions: ['ALARMS', 'LIVE_VIEW', 'ALARMS'] }, { token: owner.token }),
+    ).grantShare;
     assert.deepEqual(share.permissions, ['LIVE_VIEW', 'ALARMS']);
     assert.equal(share.expiresAt, null);
     assert.deepEqual(share.device, { id: device.id, role: 'OWNER' });
@@ -56,16 +58,30 @@ describe('grantShare', () => {
     const phone = `+141555501${String(randomInt(100)).padStart(2, '0')}`;
     const reg = expectData(await t.gql(RegisterDocument, { input: { phone, password: STRONG_PASSWORD, displayName: 'Phoebe' } }));
     const { device } = await provisionAndBind(t, owner);
-    const share = expectData(await t.gql(GrantShareDocument, { deviceId: device.id, grantee: phone.replace(/^(\+1)(\d{3})/, '$1 $2 '), permissions: ['LIVE_VIEW'] }, { token: owner.token })).grantShare;
+    const share = expectData(
+      await t.gql(
+        GrantShareDocument,
+        { deviceId: device.id, grantee: phone.replace(/^(\+1)(\d{3})/, '$1 $2 '), permissions: ['LIVE_VIEW'] },
+        { token: owner.token },
+      ),
+    ).grantShare;
     assert.deepEqual(share.grantee, { id: reg.register.user.id, email: null, phone, displayName: 'Phoebe', totpEnabled: false, createdAt: share.createdAt });
     assert.equal(expectData(await t.gql(DeviceDocument, { id: device.id }, { token: reg.register.accessToken })).device?.role, 'SHARED');
   });
 
   test('updates the existing share instead of adding one when granted again to the same person', async () => {
     const { device } = await provisionAndBind(t, owner);
-    const first = expectData(await t.gql(GrantShareDocument, { deviceId: device.id, grantee: grantee.email, permissions: ['LIVE_VIEW'] }, { token: owner.token })).grantShare;
+    const first = expectData(
+      await t.gql(GrantShareDocument, { deviceId: device.id, grantee: grantee.email, permissions: ['LIVE_VIEW'] }, { token: owner.token }),
+    ).grantShare;
     const expiresAt = future(3600_000);
-    const second = expectData(await t.gql(GrantShareDocument, { deviceId: device.id, grantee: grantee.email, permissions: ['CONFIGURE', 'PLAYBACK'], expiresAt }, { token: owner.token })).grantShare;
+    const second = expectData(
+      await t.gql(
+        GrantShareDocument,
+        { deviceId: device.id, grantee: grantee.email, permissions: ['CONFIGURE', 'PLAYBACK'], expiresAt },
+        { token: owner.token },
+      ),
+    ).grantShare;
     assert.equal(second.id, first.id);
     assert.equal(second.createdAt, first.createdAt);
     assert.deepEqual(second.permissions, ['PLAYBACK', 'CONFIGURE']);
@@ -80,8 +96,10 @@ describe('grantShare', () => {
 
   test('rejects bad grants with the contract’s codes', async () => {
     const { device } = await provisionAndBind(t, owner);
-    const grant = (vars: Partial<{ deviceId: string; grantee: string; permissions: Array<'LIVE_VIEW' | 'PLAYBACK' | 'ALARMS' | 'CONFIGURE'>; expiresAt: string }>, token = owner.token) =>
-      t.gql(GrantShareDocument, { deviceId: device.id, grantee: grantee.email, permissions: ['LIVE_VIEW'], ...vars }, { token });
+    const grant = (
+      vars: Partial<{ deviceId: string; grantee: string; permissions: Array<'LIVE_VIEW' | 'PLAYBACK' | 'ALARMS' | 'CONFIGURE'>; expiresAt: string }>,
+      token = owner.token,
+    ) => t.gql(GrantShareDocument, { deviceId: device.id, grantee: grantee.email, permissions: ['LIVE_VIEW'], ...vars }, { token });
     expectCode(await grant({ grantee: uniqueEmail('nobody') }), 'NOT_FOUND');
     expectCode(await grant({ grantee: 'not a login' }), 'BAD_USER_INPUT');
     expectCode(await grant({ grantee: owner.email }), 'BAD_USER_INPUT');
@@ -102,7 +120,9 @@ describe('grantShare', () => {
 describe('revokeShare', () => {
   test('ends the share when the owner revokes it or the grantee leaves', async () => {
     const { device } = await provisionAndBind(t, owner);
-    const s1 = expectData(await t.gql(GrantShareDocument, { deviceId: device.id, grantee: grantee.email, permissions: ['LIVE_VIEW'] }, { token: owner.token })).grantShare;
+    const s1 = expectData(
+      await t.gql(GrantShareDocument, { deviceId: device.id, grantee: grantee.email, permissions: ['LIVE_VIEW'] }, { token: owner.token }),
+    ).grantShare;
     const access = await recordAccessEvents(t);
     assert.equal(expectData(await t.gql(RevokeShareDocument, { id: s1.id }, { token: owner.token })).revokeShare, true);
     assert.equal(expectData(await t.gql(DeviceDocument, { id: device.id }, { token: grantee.token })).device, null);
@@ -110,7 +130,9 @@ describe('revokeShare', () => {
     await access.stop();
     expectCode(await t.gql(RevokeShareDocument, { id: s1.id }, { token: owner.token }), 'NOT_FOUND');
 
-    const s2 = expectData(await t.gql(GrantShareDocument, { deviceId: device.id, grantee: grantee.email, permissions: ['LIVE_VIEW'] }, { token: owner.token })).grantShare;
+    const s2 = expectData(
+      await t.gql(GrantShareDocument, { deviceId: device.id, grantee: grantee.email, permissions: ['LIVE_VIEW'] }, { token: owner.token }),
+    ).grantShare;
     assert.notEqual(s2.id, s1.id);
     assert.equal(expectData(await t.gql(RevokeShareDocument, { id: s2.id }, { token: grantee.token })).revokeShare, true);
     assert.deepEqual(expectData(await t.gql(DeviceDocument, { id: device.id }, { token: owner.token })).device?.shares, []);
@@ -127,7 +149,9 @@ describe('revokeShare', () => {
   test('gives NOT_FOUND to a stranger, to another grantee and for unknown ids', async () => {
     const other = await registerUser(t, 'co-grantee');
     const { device } = await provisionAndBind(t, owner);
-    const share = expectData(await t.gql(GrantShareDocument, { deviceId: device.id, grantee: grantee.email, permissions: ['LIVE_VIEW'] }, { token: owner.token })).grantShare;
+    const share = expectData(
+      await t.gql(GrantShareDocument, { deviceId: device.id, grantee: grantee.email, permissions: ['LIVE_VIEW'] }, { token: owner.token }),
+    ).grantShare;
     expectData(await t.gql(GrantShareDocument, { deviceId: device.id, grantee: other.email, permissions: ['LIVE_VIEW', 'CONFIGURE'] }, { token: owner.token }));
     expectCode(await t.gql(RevokeShareDocument, { id: share.id }, { token: stranger.token }), 'NOT_FOUND');
     expectCode(await t.gql(RevokeShareDocument, { id: share.id }, { token: other.token }), 'NOT_FOUND');
@@ -140,7 +164,13 @@ describe('revokeShare', () => {
 describe('expiry', () => {
   test('an expired share grants nothing but can still be left by the grantee', async () => {
     const { device } = await provisionAndBind(t, owner);
-    const share = expectData(await t.gql(GrantShareDocument, { deviceId: device.id, grantee: grantee.email, permissions: ['LIVE_VIEW', 'CONFIGURE'], expiresAt: future(30_000) }, { token: owner.token })).grantShare;
+    const share = expectData(
+      await t.gql(
+        GrantShareDocument,
+        { deviceId: device.id, grantee: grantee.email, permissions: ['LIVE_VIEW', 'CONFIGURE'], expiresAt: future(30_000) },
+        { token: owner.token },
+      ),
+    ).grantShare;
     assert.equal(expectData(await t.gql(DeviceDocument, { id: device.id }, { token: grantee.token })).device?.role, 'SHARED');
     clock.advance(60_000);
     assert.equal(expectData(await t.gql(DeviceDocument, { id: device.id }, { token: grantee.token })).device, null);
@@ -158,7 +188,10 @@ test('gives RATE_LIMITED when an owner keeps sharing with unknown logins', async
   }
   assert.deepEqual(codes, [...Array(20).fill('NOT_FOUND'), 'RATE_LIMITED']);
   // A known grantee is also refused while the budget is spent: no probing by alternating.
-  expectCode(await t.gql(GrantShareDocument, { deviceId: device.id, grantee: grantee.email, permissions: ['LIVE_VIEW'] }, { token: prober.token }), 'RATE_LIMITED');
+  expectCode(
+    await t.gql(GrantShareDocument, { deviceId: device.id, grantee: grantee.email, permissions: ['LIVE_VIEW'] }, { token: prober.token }),
+    'RATE_LIMITED',
+  );
   // Other owners are unaffected.
   const { device: mine } = await provisionAndBind(t, owner);
   expectData(await t.gql(GrantShareDocument, { deviceId: mine.id, grantee: grantee.email, permissions: ['LIVE_VIEW'] }, { token: owner.token }));

@@ -47,7 +47,9 @@ before(async () => {
 after(() => t.stop());
 
 const share = async (deviceId: string, to: TestUser, expiresAt?: string) =>
-  expectData(await t.gql(GrantShareDocument, { deviceId, grantee: to.email, permissions: ['LIVE_VIEW', 'ALARMS', 'CONFIGURE'], expiresAt }, { token: owner.token })).grantShare;
+  expectData(
+    await t.gql(GrantShareDocument, { deviceId, grantee: to.email, permissions: ['LIVE_VIEW', 'ALARMS', 'CONFIGURE'], expiresAt }, { token: owner.token }),
+  ).grantShare;
 const visible = async (deviceId: string, user: TestUser) => expectData(await t.gql(DeviceDocument, { id: deviceId }, { token: user.token })).device;
 
 describe('unbindDevice', () => {
@@ -88,7 +90,9 @@ describe('unbindDevice', () => {
     assert.ok(commands.unbinds.includes(device.id));
 
     // Still provisioned: anyone with the label code binds it afresh, without the old shares.
-    const again = expectData(await t.gql(BindDeviceDocument, { serial: provisioned.serial, verificationCode: provisioned.verificationCode }, { token: newOwner.token })).bindDevice;
+    const again = expectData(
+      await t.gql(BindDeviceDocument, { serial: provisioned.serial, verificationCode: provisioned.verificationCode }, { token: newOwner.token }),
+    ).bindDevice;
     assert.equal(again.id, device.id);
     assert.equal(again.role, 'OWNER');
     assert.deepEqual((await visible(device.id, newOwner))?.shares, []);
@@ -98,7 +102,8 @@ describe('unbindDevice', () => {
   test('gives INVALID_CREDENTIALS and changes nothing when the password is wrong, then RATE_LIMITED', async () => {
     const user = await registerUser(t, 'fumbler');
     const { device } = await provisionAndBind(t, user);
-    for (let i = 0; i < 3; i++) expectCode(await t.gql(UnbindDeviceDocument, { id: device.id, password: OTHER_STRONG_PASSWORD }, { token: user.token }), 'INVALID_CREDENTIALS');
+    for (let i = 0; i < 3; i++)
+      expectCode(await t.gql(UnbindDeviceDocument, { id: device.id, password: OTHER_STRONG_PASSWORD }, { token: user.token }), 'INVALID_CREDENTIALS');
     const limited = expectCode(await t.gql(UnbindDeviceDocument, { id: device.id, password: user.password }, { token: user.token }), 'RATE_LIMITED');
     assert.ok((limited.extensions?.retryAfterSeconds ?? 0) > 0);
     expectCode(await t.gql(UnbindDevicesDocument, { ids: [device.id], password: user.password }, { token: user.token }), 'RATE_LIMITED');
@@ -111,7 +116,10 @@ describe('unbindDevice', () => {
     await share(device.id, grantee);
     expectCode(await t.gql(UnbindDeviceDocument, { id: device.id, password: grantee.password }, { token: grantee.token }), 'FORBIDDEN');
     expectCode(await t.gql(UnbindDeviceDocument, { id: device.id, password: stranger.password }, { token: stranger.token }), 'NOT_FOUND');
-    expectCode(await t.gql(UnbindDeviceDocument, { id: '00000000-0000-4000-8000-000000000000', password: owner.password }, { token: owner.token }), 'NOT_FOUND');
+    expectCode(
+      await t.gql(UnbindDeviceDocument, { id: '00000000-0000-4000-8000-000000000000', password: owner.password }, { token: owner.token }),
+      'NOT_FOUND',
+    );
     expectCode(await t.gql(UnbindDeviceDocument, { id: 'junk', password: owner.password }, { token: owner.token }), 'NOT_FOUND');
     expectCode(await t.gql(UnbindDeviceDocument, { id: device.id, password: owner.password }), 'UNAUTHENTICATED');
     assert.equal((await visible(device.id, grantee))?.role, 'SHARED');
@@ -147,7 +155,10 @@ describe('unbindDevices', () => {
 
   test('gives BAD_USER_INPUT for more than 100 ids or none, and INVALID_CREDENTIALS for the whole batch', async () => {
     const { device } = await provisionAndBind(t, owner);
-    expectCode(await t.gql(UnbindDevicesDocument, { ids: Array.from({ length: 101 }, () => device.id), password: owner.password }, { token: owner.token }), 'BAD_USER_INPUT');
+    expectCode(
+      await t.gql(UnbindDevicesDocument, { ids: Array.from({ length: 101 }, () => device.id), password: owner.password }, { token: owner.token }),
+      'BAD_USER_INPUT',
+    );
     expectCode(await t.gql(UnbindDevicesDocument, { ids: [], password: owner.password }, { token: owner.token }), 'BAD_USER_INPUT');
     expectCode(await t.gql(UnbindDevicesDocument, { ids: [device.id], password: 'wrong-password' }, { token: owner.token }), 'INVALID_CREDENTIALS');
     assert.equal((await visible(device.id, owner))?.role, 'OWNER');
@@ -157,9 +168,11 @@ describe('unbindDevices', () => {
     const user = await registerUser(t, 'fleet');
     const seeded = await seedBoundDevices(t, user.id, 100, { start: new Date(clock.now().getTime() - 60_000) });
     await Promise.all(
-      seeded.slice(0, 20).map(async (d) =>
-        expectData(await t.gql(GrantShareDocument, { deviceId: d.id, grantee: grantee.email, permissions: ['LIVE_VIEW'] }, { token: user.token })),
-      ),
+      seeded
+        .slice(0, 20)
+        .map(async (d) =>
+          expectData(await t.gql(GrantShareDocument, { deviceId: d.id, grantee: grantee.email, permissions: ['LIVE_VIEW'] }, { token: user.token })),
+        ),
     );
     const started = performance.now();
     const run = await countStatements(t, () => t.gql(UnbindDevicesDocument, { ids: seeded.map((d) => d.id), password: user.password }, { token: user.token }));
@@ -171,8 +184,16 @@ describe('unbindDevices', () => {
       results.reduce((n, r) => n + r.revokedShares, 0),
       20,
     );
-    assert.deepEqual(await openBindings(t, seeded.map((d) => d.id)), []);
-    console.log(`# unbindDevices(100 ids, 20 shares) on ${t.app.db.kind}: ${ms.toFixed(0)} ms over HTTP, ${run.statements.length} SQL statements (argon2 step-up included)`);
+    assert.deepEqual(
+      await openBindings(
+        t,
+        seeded.map((d) => d.id),
+      ),
+      [],
+    );
+    console.log(
+      `# unbindDevices(100 ids, 20 shares) on ${t.app.db.kind}: ${ms.toFixed(0)} ms over HTTP, ${run.statements.length} SQL statements (argon2 step-up included)`,
+    );
   });
 });
 
@@ -184,7 +205,10 @@ describe('transferDevice', () => {
     const sent = commands.unbinds.length;
     clock.advance(1000);
 
-    assert.equal(expectData(await t.gql(TransferDeviceDocument, { id: device.id, to: newOwner.email, password: owner.password }, { token: owner.token })).transferDevice, true);
+    assert.equal(
+      expectData(await t.gql(TransferDeviceDocument, { id: device.id, to: newOwner.email, password: owner.password }, { token: owner.token })).transferDevice,
+      true,
+    );
 
     assert.equal(await visible(device.id, owner), null);
     assert.equal(await visible(device.id, grantee), null);
@@ -213,7 +237,8 @@ describe('transferDevice', () => {
   test('rejects transfers with the contract’s codes and changes nothing', async () => {
     const { device } = await provisionAndBind(t, owner);
     await share(device.id, grantee);
-    const transfer = (to: string, user: TestUser = owner, password = user.password) => t.gql(TransferDeviceDocument, { id: device.id, to, password }, { token: user.token });
+    const transfer = (to: string, user: TestUser = owner, password = user.password) =>
+      t.gql(TransferDeviceDocument, { id: device.id, to, password }, { token: user.token });
     expectCode(await transfer('nobody@example.com'), 'NOT_FOUND');
     expectCode(await transfer(owner.email), 'BAD_USER_INPUT');
     expectCode(await transfer('not-a-login'), 'BAD_USER_INPUT');
@@ -232,7 +257,10 @@ describe(`concurrency (${hasPostgres ? 'Postgres' : 'PGlite'})`, () => {
     const results = await Promise.all([0, 1].map(() => t.gql(UnbindDeviceDocument, { id: device.id, password: owner.password }, { token: owner.token })));
     const oks = results.filter((r) => r.data?.unbindDevice.ok);
     assert.equal(oks.length, 1, JSON.stringify(results));
-    expectCode(results.find((r) => !r.data)!, 'NOT_FOUND');
+    expectCode(
+      results.find((r) => !r.data)!,
+      'NOT_FOUND',
+    );
     assert.equal((await auditOf(t, device.id)).filter((a) => a.action === 'device.unbind').length, 1);
   });
 
@@ -280,7 +308,10 @@ describe(`concurrency (${hasPostgres ? 'Postgres' : 'PGlite'})`, () => {
       [owner, stranger].map((u) => t.gql(BindDeviceDocument, { serial: p.serial, verificationCode: p.verificationCode }, { token: u.token })),
     );
     assert.equal(results.filter((r) => r.data?.bindDevice).length, 1);
-    expectCode(results.find((r) => !r.data)!, 'DEVICE_ALREADY_BOUND');
+    expectCode(
+      results.find((r) => !r.data)!,
+      'DEVICE_ALREADY_BOUND',
+    );
     const id = results.find((r) => r.data)!.data!.bindDevice.id;
     assert.equal((await openBindings(t, [id])).length, 1);
   });
@@ -299,7 +330,10 @@ describe(`concurrency (${hasPostgres ? 'Postgres' : 'PGlite'})`, () => {
       open.map((b) => b.ownerId),
       transferred ? [newOwner.id] : [],
     );
-    const ended = await t.app.db.db.select().from(tables.bindings).where(inArray(tables.bindings.deviceId, [device.id]));
+    const ended = await t.app.db.db
+      .select()
+      .from(tables.bindings)
+      .where(inArray(tables.bindings.deviceId, [device.id]));
     assert.equal(ended.filter((b) => b.endedAt).length, 1);
   });
 });

@@ -352,7 +352,7 @@ describe('ISAPI alarm host: coalescing, quiet end and duplicates', () => {
 describe('ISAPI liveness', () => {
   test('shows a heartbeat-less device ONLINE on each post and UNKNOWN, not OFFLINE, after the window', async () => {
     const d = await boundDevice();
-    const events = statusEvents(t.app.bus, d.id);
+    const events = await statusEvents(t.app.bus, d.id);
     assert.equal((await statusOf(d.id)).status, 'OFFLINE', 'never heard from');
     await isapiPost(t.url, d.ingestPath, fixture('vmd.xml'), XML);
     assert.equal((await statusOf(d.id)).status, 'ONLINE');
@@ -370,7 +370,7 @@ describe('ISAPI liveness', () => {
 
   test('holds a device that heartbeats to it: OFFLINE after 90 s of silence', async () => {
     const d = await boundDevice();
-    const events = statusEvents(t.app.bus, d.id);
+    const events = await statusEvents(t.app.bus, d.id);
     await isapiPost(t.url, d.ingestPath, fixture('heartbeat-subscription.xml'), XML);
     assert.equal((await statusOf(d.id)).status, 'ONLINE');
     clock.advance(60_000);

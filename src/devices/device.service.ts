@@ -110,10 +110,14 @@ const shareInput = z.object({
   expiresAt: z.date().nullish(),
 });
 
-const unbindManyInput = z.array(idSchema, { message: 'must be a list of ids' }).min(1, 'give at least one id').max(MAX_BULK_UNBIND, `at most ${MAX_BULK_UNBIND} ids`);
+const unbindManyInput = z
+  .array(idSchema, { message: 'must be a list of ids' })
+  .min(1, 'give at least one id')
+  .max(MAX_BULK_UNBIND, `at most ${MAX_BULK_UNBIND} ids`);
 
 /** Parses one named argument, so a BAD_USER_INPUT message says which. */
-const arg = <S extends z.ZodType>(name: string, schema: S, value: unknown): z.output<S> => parseInput(z.object({ [name]: schema }), { [name]: value })[name] as z.output<S>;
+const arg = <S extends z.ZodType>(name: string, schema: S, value: unknown): z.output<S> =>
+  parseInput(z.object({ [name]: schema }), { [name]: value })[name] as z.output<S>;
 
 /** Cursors are opaque to clients: base64url of "<boundAt ms>.<binding id>". */
 export function encodeCursor(c: ListCursor): string {
@@ -228,7 +232,11 @@ export function createDeviceService(deps: DeviceServiceDeps) {
   }
 
   /** Outbox rows for ended shares: one notice per former grantee, listing their devices. */
-  function shareEndedNotices(ended: Array<{ share: ShareRow; device: DeviceView }>, users: Map<string, UserContact>, why: string): OutboxMessage[] {
+  function shareEndedNotices(
+    ended: Array<{ share: ShareRow; device: DeviceView }>,
+    users: Map<string, UserContact>,
+    verb: 'unbound' | 'transferred',
+  ): OutboxMessage[] {
     const byGrantee = new Map<string, DeviceView[]>();
     for (const e of ended) byGrantee.set(e.share.granteeId, [...(byGrantee.get(e.share.granteeId) ?? []), e.device]);
     const out: OutboxMessage[] = [];
@@ -241,7 +249,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
         ...contact,
         kind: 'share-ended',
         subject: one ? 'A device is no longer shared with you' : `${list.length} devices are no longer shared with you`,
-        body: `${one ? 'Your access to this device has' : 'Your access to these devices has'} ended because its owner ${why}:\n${list.map((d) => `- ${label(d)}`).join('\n')}\n`,
+        body: `Your access to ${one ? 'this device' : 'these devices'} ended because the owner ${verb} ${one ? 'it' : 'them'}:\n${list.map((d) => `- ${label(d)}`).join('\n')}\n`,
       });
     }
     return out;
@@ -276,17 +284,29 @@ export function createDeviceService(deps: DeviceServiceDeps) {
           outcomes.set(id, { deviceId: id, ok: false, error: error as Error, revokedShares: 0 });
         }
       }
-      const ended = new Set((await store.endBindings(tx, mine.map((d) => d.bindingId), c.userId, 'unbind', now)).map((b) => b.id));
+      const mineBindings = mine.map((d) => d.bindingId);
+      const endedRows = await store.endBindings(tx, mineBindings, c.userId, 'unbind', now);
+      const ended = new Set(endedRows.map((b) => b.id));
       const unbound = mine.filter((d) => ended.has(d.bindingId));
-      const revoked = await store.revokeSharesOfBindings(tx, unbound.map((d) => d.bindingId), now);
-      const endedShares = revoked.filter((s) => isActive(s, now)).map((share) => ({ share, device: unbound.find((d) => d.bindingId === share.bindingId)! }));
+      const byBinding = new Map(unbound.map((d) => [d.bindingId, d]));
+      const revoked = await store.revokeSharesOfBindings(tx, [...byBinding.keys()], now);
+      // Shares that had already lapsed are closed too, but they ended before: not counted, not told.
+      const endedShares = revoked.filter((s) => isActive(s, now)).map((share) => ({ share, device: byBinding.get(share.bindingId)! }));
       for (const d of mine) {
-        const n = endedShares.filter((e) => e.device.id === d.id).length;
-        outcomes.set(d.id, ended.has(d.bindingId) ? { deviceId: d.id, ok: true, error: null, revokedShares: n } : { deviceId: d.id, ok: false, error: CommonError.notFound('Device not found'), revokedShares: 0 });
+        const outcome: UnbindOutcome = ended.has(d.bindingId)
+          ? { deviceId: d.id, ok: true, error: null, revokedShares: endedShares.filter((e) => e.device.id === d.id).length }
+          : { deviceId: d.id, ok: false, error: CommonError.notFound('Device not found'), revokedShares: 0 };
+        outcomes.set(d.id, outcome);
       }
       await store.insertAudit(
         tx,
-        unbound.map((d) => ({ actorId: c.userId, action: 'device.unbind', deviceId: d.id, at: now, details: { bindingId: d.bindingId, revokedShares: outcomes.get(d.id)!.revokedShares } })),
+        unbound.map((d) => ({
+          actorId: c.userId,
+          action: 'device.unbind',
+          deviceId: d.id,
+          at: now,
+          details: { bindingId: d.bindingId, revokedShares: outcomes.get(d.id)!.revokedShares },
+        })),
       );
       if (unbound.length) {
         const users = new Map((await store.usersByIds(tx, [c.userId, ...endedShares.map((e) => e.share.granteeId)])).map((u) => [u.id, u]));
@@ -302,7 +322,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
             'Their shares have ended. A device can be bound again with the code on its label.\n' +
             'If this was not you, change your password at once.\n',
         }));
-        await enqueueAll(tx, [...ownerNotices, ...shareEndedNotices(endedShares, users, 'unbound it')]);
+        await enqueueAll(tx, [...ownerNotices, ...shareEndedNotices(endedShares, users, 'unbound')]);
       }
       return { outcomes, unbound, endedShares };
     });
@@ -408,7 +428,9 @@ export function createDeviceService(deps: DeviceServiceDeps) {
       const shared = devices.filter((d) => d.role === 'SHARED').map((d) => d.bindingId);
       const rows = await store.sharesOf(db, c.userId, clock(), owned, shared);
       return devices.map((d) =>
-        rows.filter((r) => r.share.bindingId === d.bindingId && (d.role === 'OWNER' || r.share.granteeId === c.userId)).map((r) => shareView(r.share, r.displayName, d)),
+        rows
+          .filter((r) => r.share.bindingId === d.bindingId && (d.role === 'OWNER' || r.share.granteeId === c.userId))
+          .map((r) => shareView(r.share, r.displayName, d)),
       );
     },
 
@@ -491,7 +513,9 @@ export function createDeviceService(deps: DeviceServiceDeps) {
         if (!row || (row.binding.ownerId !== c.userId && row.share.granteeId !== c.userId)) throw CommonError.notFound('Share not found');
         await store.revokeShareById(tx, id, now);
         const by = row.binding.ownerId === c.userId ? 'owner' : 'grantee';
-        await store.insertAudit(tx, [{ actorId: c.userId, action: 'share.revoke', deviceId: row.share.deviceId, at: now, details: { shareId: id, granteeId: row.share.granteeId, by } }]);
+        await store.insertAudit(tx, [
+          { actorId: c.userId, action: 'share.revoke', deviceId: row.share.deviceId, at: now, details: { shareId: id, granteeId: row.share.granteeId, by } },
+        ]);
         return row.share;
       });
       publishAccess({ deviceId: ended.deviceId, userIds: [ended.granteeId] });
@@ -561,7 +585,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
             subject: 'A device was transferred to your Vigil account',
             body: `The device ${view.serial}${view.model ? ` (${view.model})` : ''} was transferred to your Vigil account at ${now.toISOString()}. It is now in your device list.\n`,
           })),
-          ...shareEndedNotices(endedShares, users, 'transferred it'),
+          ...shareEndedNotices(endedShares, users, 'transferred'),
         ]);
         return { targetId: target.id, endedShares };
       });

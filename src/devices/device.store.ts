@@ -145,7 +145,13 @@ export interface ShareWithGrantee {
  * Open shares of bindings: every one of `ownedBindingIds`, and only the user's own unexpired one of
  * `sharedBindingIds`. One statement for any number of devices (the Device.shares loader).
  */
-export async function sharesOf(db: Db, userId: string, now: Date, ownedBindingIds: readonly string[], sharedBindingIds: readonly string[]): Promise<ShareWithGrantee[]> {
+export async function sharesOf(
+  db: Db,
+  userId: string,
+  now: Date,
+  ownedBindingIds: readonly string[],
+  sharedBindingIds: readonly string[],
+): Promise<ShareWithGrantee[]> {
   const either: SQL[] = [];
   if (ownedBindingIds.length) either.push(inArray(shares.bindingId, [...ownedBindingIds]));
   if (sharedBindingIds.length) either.push(and(inArray(shares.bindingId, [...sharedBindingIds]), activeShareOf(userId, now))!);
@@ -160,7 +166,15 @@ export async function sharesOf(db: Db, userId: string, now: Date, ownedBindingId
 
 export async function insertDevice(
   db: Db,
-  values: { serial: string; model: string | null; channels: number; verificationCodeHash: string; deviceKeyHash: string; ingestTokenHash: string; provisionedAt: Date },
+  values: {
+    serial: string;
+    model: string | null;
+    channels: number;
+    verificationCodeHash: string;
+    deviceKeyHash: string;
+    ingestTokenHash: string;
+    provisionedAt: Date;
+  },
 ): Promise<{ id: string } | null> {
   const [row] = await db.insert(devices).values(values).onConflictDoNothing({ target: devices.serial }).returning({ id: devices.id });
   return row ?? null;

@@ -23,11 +23,4 @@ export {
   type DeviceServiceDeps,
 } from './device.service';
 export { createDeviceLoaders, type DeviceLoaders, type DeviceLoaderOptions } from './device-loaders';
-export {
-  createProvisioningService,
-  deviceKeyHash,
-  ingestTokenHash,
-  serialSchema,
-  type ProvisionedDevice,
-  type ProvisioningService,
-} from './provisioning';
+export { createProvisioningService, deviceKeyHash, ingestTokenHash, serialSchema, type ProvisionedDevice, type ProvisioningService } from './provisioning';

@@ -259,7 +259,7 @@ export async function provisionFleet(o: {
       reserved++;
       const existing = known.get(serial);
       if (existing) {
-        chosen.push(existing);
+        chosen.push({ serial: existing.serial, deviceKey: existing.deviceKey });
         continue;
       }
       const res = await fetch(o.adminUrl, {

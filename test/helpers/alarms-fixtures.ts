@@ -81,13 +81,25 @@ export async function insertBinding(db: Db, deviceId: string, ownerId: string, b
   return row!.id;
 }
 
-/** Collects `device.status` events from the bus (subscribed before the action that causes them). */
-export function statusEvents(bus: EventBus, deviceId?: string) {
+/**
+ * Collects `device.status` events from the bus. Resolves once the subscription is live (with Redis
+ * that takes a round trip: a probe event for a device id that does not exist is awaited).
+ */
+export async function statusEvents(bus: EventBus, deviceId?: string) {
   const events: DeviceStatusPayload[] = [];
+  const probe = `probe-${randomUUID()}`;
+  let probed = false;
   const it = bus.subscribe('device.status');
   void (async () => {
-    for await (const e of it) if (!deviceId || e.deviceId === deviceId) events.push(e);
+    for await (const e of it) {
+      if (e.deviceId === probe) probed = true;
+      else if (!deviceId || e.deviceId === deviceId) events.push(e);
+    }
   })();
+  await waitFor(() => {
+    if (!probed) bus.publish('device.status', { deviceId: probe, status: 'OFFLINE', at: new Date().toISOString() });
+    return probed;
+  }, 10_000, 'status subscription');
   return {
     events,
     of: (id: string) => events.filter((e) => e.deviceId === id).map((e) => e.status),

@@ -33,7 +33,11 @@ export async function registerUser(t: TestApp, tag = 'user', displayName: string
 }
 
 /** POST /admin/devices as the operator (the app's admin token unless `token` is given). */
-export async function adminPost(t: TestApp, body: unknown, token: string | null = t.app.adminToken): Promise<{ status: number; body: Record<string, unknown> }> {
+export async function adminPost(
+  t: TestApp,
+  body: unknown,
+  token: string | null = t.app.adminToken,
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`${t.url}/admin/devices`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
@@ -52,9 +56,19 @@ export async function provisionDevice(t: TestApp, opts: { serial?: string; model
 }
 
 /** Provisions a device and binds it to `user`. */
-export async function provisionAndBind(t: TestApp, user: TestUser, opts: { name?: string; serial?: string; model?: string } = {}): Promise<{ device: DeviceFieldsFragment; provisioned: Provisioned }> {
+export async function provisionAndBind(
+  t: TestApp,
+  user: TestUser,
+  opts: { name?: string; serial?: string; model?: string } = {},
+): Promise<{ device: DeviceFieldsFragment; provisioned: Provisioned }> {
   const provisioned = await provisionDevice(t, { serial: opts.serial, model: opts.model });
-  const bound = expectData(await t.gql(BindDeviceDocument, { serial: provisioned.serial, verificationCode: provisioned.verificationCode, name: opts.name ?? null }, { token: user.token }));
+  const bound = expectData(
+    await t.gql(
+      BindDeviceDocument,
+      { serial: provisioned.serial, verificationCode: provisioned.verificationCode, name: opts.name ?? null },
+      { token: user.token },
+    ),
+  );
   return { device: bound.bindDevice, provisioned };
 }
 
@@ -93,9 +107,19 @@ export async function seedBoundDevices(
     boundAt: new Date(start.getTime() + (opts.sameInstant ? 0 : i)),
   }));
   if (n === 0) return [];
-  await db.insert(tables.devices).values(
-    rows.map((r) => ({ id: r.id, serial: r.serial, model: 'SEED', channels: 1, verificationCodeHash: 'seeded', deviceKeyHash: `seed-${r.id}`, ingestTokenHash: `seed-${r.id}` })),
-  );
+  await db
+    .insert(tables.devices)
+    .values(
+      rows.map((r) => ({
+        id: r.id,
+        serial: r.serial,
+        model: 'SEED',
+        channels: 1,
+        verificationCodeHash: 'seeded',
+        deviceKeyHash: `seed-${r.id}`,
+        ingestTokenHash: `seed-${r.id}`,
+      })),
+    );
   const bindings = await db
     .insert(tables.bindings)
     .values(rows.map((r) => ({ deviceId: r.id, ownerId, name: r.name, boundAt: r.boundAt })))
@@ -140,10 +164,14 @@ export async function recordAccessEvents(t: TestApp): Promise<{ events: AccessCh
       else events.push(next.value);
     }
   })();
-  await waitFor(() => {
-    t.app.bus.publish('device.access', { deviceId: probe, userIds: [] });
-    return live;
-  }, 5000, 'the device.access subscription');
+  await waitFor(
+    () => {
+      t.app.bus.publish('device.access', { deviceId: probe, userIds: [] });
+      return live;
+    },
+    5000,
+    'the device.access subscription',
+  );
   return {
     events,
     async stop() {

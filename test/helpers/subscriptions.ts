@@ -89,7 +89,7 @@ export function subscribe<T, V>(c: TestWsClient, doc: TypedDocumentNode<T, V>, v
       },
       error: (err) => {
         if (Array.isArray(err)) sub.errors.push(...(err as WsError[]));
-        else sub.failure = err ?? 'error';
+        sub.failure = err ?? 'error';
       },
       complete: () => {
         sub.completed = true;
