@@ -117,7 +117,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     const redisOptions = { keyPrefix: undefined, maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false } as const;
     redis = new Redis(config.redisUrl, redisOptions);
     const publish = new Redis(config.redisUrl, redisOptions);
-    const subscribe = new Redis(config.redisUrl, redisOptions);
+    // No ready check (INFO) or CLIENT SETINFO on the subscriber: the bus SUBSCRIBEs at start-up, before the
+    // connection is ready, and those commands then fail in subscriber mode and leave subscriptions deaf.
+    const subscribe = new Redis(config.redisUrl, { ...redisOptions, enableReadyCheck: false, disableClientInfo: true });
     for (const client of [redis, publish, subscribe]) client.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
     bus = createEventBus({ publish, subscribe, onError: (err, what) => log.warn({ err: err instanceof Error ? err.message : err, what }, 'redis bus command failed') });
     closers.push(async () => {

@@ -141,6 +141,23 @@ describe('ISAPI alarm host: the corpus', () => {
     assert.equal(row!.channelName, 'Driveway');
   });
 
+  test('accepts a multipart alert with large pictures when the body is under the 2 MiB limit', async () => {
+    const d = await boundDevice();
+    const jpeg = Buffer.concat([fixture('snapshot.jpg'), Buffer.alloc(700 * 1024, 0x55)]);
+    const part = (name: string, type: string, data: Buffer) =>
+      Buffer.concat([Buffer.from(`--b\r\nContent-Disposition: form-data; name="${name}"; filename="${name}.jpg"\r\nContent-Type: ${type}\r\n\r\n`), data, Buffer.from('\r\n')]);
+    const body = Buffer.concat([
+      Buffer.from(`--b\r\nContent-Disposition: form-data; name="VMD"\r\nContent-Type: application/xml\r\n\r\n${alertXml({ eventType: 'VMD' })}\r\n`),
+      part('picture1', 'image/jpeg', jpeg),
+      part('picture2', 'image/jpeg', jpeg),
+      Buffer.from('--b--\r\n'),
+    ]);
+    assert.ok(body.length > 1024 * 1024 && body.length < 2 * 1024 * 1024);
+    assert.equal((await isapiPost(t.url, d.ingestPath, body, 'multipart/form-data; boundary=b')).status, 200);
+    const [row] = await storedRows(d.id);
+    assert.equal(row!.details?.imageCount, 2);
+  });
+
   test('keeps the device time as startedAt and orders by receive time when the device clock is years off', async () => {
     const d = await boundDevice();
     await isapiPost(t.url, d.ingestPath, alertXml({ eventType: 'VMD', dateTime: '2031-01-01T00:00:00+08:00' }), XML);
@@ -228,6 +245,21 @@ describe('ISAPI alarm host: refusals', () => {
     assert.equal((await isapiPost(t.url, d.ingestPath, huge, XML)).status, 413);
     const multipart = Buffer.concat([Buffer.from('--b\r\nContent-Type: image/jpeg\r\n\r\n'), huge, Buffer.from('\r\n--b--\r\n')]);
     assert.equal((await isapiPost(t.url, d.ingestPath, multipart, 'multipart/form-data; boundary=b')).status, 413);
+    // Chunked, so no Content-Length gives the size away.
+    const chunked = async (type: string) => {
+      const stream = new ReadableStream<Uint8Array>({
+        start(controller) {
+          for (let i = 0; i < multipart.length; i += 64 * 1024) controller.enqueue(new Uint8Array(multipart.subarray(i, i + 64 * 1024)));
+          controller.close();
+        },
+      });
+      const res = await fetch(`${t.url}${d.ingestPath}`, { method: 'POST', headers: { 'content-type': type }, body: stream, duplex: 'half' } as RequestInit);
+      await res.text();
+      return res.status;
+    };
+    assert.equal(await chunked('multipart/form-data; boundary=b'), 413);
+    assert.equal(await chunked('multipart/form-data; boundary=not-the-one'), 413, 'while collecting the rest for the fallback');
+    assert.equal(await chunked(XML), 413);
     assert.equal((await storedRows(d.id)).length, 0);
   });
 
@@ -338,14 +370,16 @@ describe('ISAPI alarm host: coalescing, quiet end and duplicates', () => {
     assert.equal(rows[0]!.postCount, 1);
   });
 
-  test('stores a flagged retransmission without uuid once when it matches an earlier post', async () => {
+  test('stores a retransmitted JSON post once when its UUID was stored before', async () => {
     const d = await boundDevice();
-    const original = JSON.stringify({ eventType: 'regionEntrance', channelID: 1, dateTime: '2026-11-21T10:05:00+08:00', activePostCount: 1, eventState: 'active' });
-    const resent = JSON.stringify({ ...JSON.parse(original), isDataRetransmission: true });
-    await isapiPost(t.url, d.ingestPath, original, JSON_TYPE);
-    clock.advance(11_000);
-    assert.equal((await isapiPost(t.url, d.ingestPath, resent, JSON_TYPE)).status, 200);
-    assert.equal((await storedRows(d.id)).length, 1);
+    const original = JSON.parse(fixture('linedetection-retransmission.json').toString()) as Record<string, unknown>;
+    delete original.isDataRetransmission;
+    assert.equal((await isapiPost(t.url, d.ingestPath, JSON.stringify(original), JSON_TYPE)).status, 200);
+    clock.advance(30_000); // the device resends long after, flagged
+    assert.equal((await isapiPost(t.url, d.ingestPath, fixture('linedetection-retransmission.json'), JSON_TYPE)).status, 200);
+    const rows = await storedRows(d.id);
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0]!.details?.uuid, '7f1c0a52-3f3a-4c1e-b5a6-1c8d2e9f0a11');
   });
 });
 

@@ -10,6 +10,7 @@ import { eq } from 'drizzle-orm';
 import { pino } from 'pino';
 import { tables } from '../src/db/index';
 import { createDeviceRegistry, type DeviceRegistry, type DeviceTransport } from '../src/devices/device-registry';
+import { limiterFactory } from '../src/lib/rate-limit';
 import { createEventBus, type EventBus } from '../src/streams/event-bus';
 import { createLeasedJob } from '../src/streams/lease';
 import { connectDevice, insertBinding, insertDevice, insertUser, statusEvents, type DirectDevice } from './helpers/alarms-fixtures';
@@ -125,6 +126,31 @@ describe('device registry core (no network)', () => {
     const unknown = await hello(r, { ...d, serial: 'NO-SUCH-SERIAL' });
     assert.equal(unknown.state.closed?.code, 4401);
     assert.equal((await registryRow(d.id)).online, false);
+  });
+
+  test('refuses even the right key with 4401 when an address has failed too many hellos', async () => {
+    const d = await insertDevice(t.app.db.db);
+    const r = createDeviceRegistry({
+      db: t.app.db.db,
+      clock: clock.now,
+      bus: createEventBus(),
+      log: silent,
+      nodeId: 'node-limited',
+      alarms: t.app.alarmStore,
+      limiters: limiterFactory(undefined, `test-${Date.now()}:`),
+    });
+    const attempt = async (key: string, ip: string) => {
+      const f = fakeTransport();
+      r.open(f.transport, { ip });
+      f.deliver({ type: 'hello', serial: d.serial, key });
+      await Promise.race([f.waitSent('welcome'), f.waitClosed()]);
+      return f;
+    };
+    for (let i = 0; i < 30; i++) assert.equal((await attempt('guess', '10.0.0.9')).state.closed?.code, 4401);
+    assert.equal((await attempt(d.deviceKey, '10.0.0.9')).state.closed?.code, 4401, 'blocked address');
+    const other = await attempt(d.deviceKey, '10.0.0.10');
+    assert.equal(other.sent[0]?.type, 'welcome', 'another address is not affected');
+    await r.stop();
   });
 
   test('closes 4408 when no hello arrives in time', async () => {

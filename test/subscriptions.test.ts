@@ -203,6 +203,8 @@ describe('alarms', () => {
       while (writing) {
         const r = await store.record(n % 2 ? two.device.id : one.device.id, post(n++));
         written.push(r.alarm!.id);
+        // PGlite answers in microtasks: let sockets and timers run between writes.
+        await new Promise((resolve) => setImmediate(resolve));
       }
     })();
     const c = client(owner.token);
@@ -458,7 +460,8 @@ describe('limits', () => {
     let code: number | undefined;
     void closed.then((c) => (code = c));
     for (let i = 0; i < 400 && code === undefined; i++) {
-      await isapiPost(t.url, provisioned.ingestPath, alertXml({ eventType: 'VMD', channel: channel++, description }), 'application/xml');
+      await isapiPost(t.url, provisioned.ingestPath, alertXml({ eventType: "VMD", channel: channel++, description }), "application/xml");
+      if (i % 50 === 0) console.log("DBG", i, ws.bufferedAmount, Date.now() % 100000);
     }
     ws.resume();
     assert.equal(await closed, 1013);

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { Db } from '../db/index';
 import type { LimiterFactory } from '../lib/rate-limit';
 import { safeEqual, sha256 } from '../lib/secrets';
+import { isUuid } from '../lib/validate';
 import type { AlarmStore } from '../streams/alarm-store';
 import type { DeviceStatusPayload, EventBus } from '../streams/event-bus';
 import { createLeasedJob, type LeasedJob } from '../streams/lease';
@@ -86,7 +87,8 @@ const helloFrame = z.object({
 });
 const eventFrame = z.object({
   type: z.literal('event'),
-  id: z.union([text(128), z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)]),
+  // Echoed verbatim in the ack, so not trimmed.
+  id: z.union([z.string().min(1).max(128), z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)]),
   channel: z.number().int().min(0).max(2_147_483_647).default(1),
   eventType: text(64),
   state: z.enum(['active', 'inactive']).default('active'),
@@ -345,6 +347,8 @@ export function createDeviceRegistry(opts: RegistryOptions) {
         case 'event':
           return event(lc, frame);
         case 'result':
+          // A result for a command id that cannot exist is ignored, not an error.
+          if (!isUuid(frame.id)) return;
           await store.completeCommand(db, lc.deviceId, frame.id, frame.ok, clock()).catch((err) => log.warn({ err }, 'command result not recorded'));
           return;
       }
@@ -469,7 +473,11 @@ export function createDeviceRegistry(opts: RegistryOptions) {
     /** Connections this node holds after hello. */
     connectionCount: () => live.size,
 
-    /** Starts the bus listeners and the sweeper, and forgets connections a previous process of this node id left behind. */
+    /**
+     * Starts the bus listeners and the sweeper. Connections a previous process left behind are not
+     * cleared here (two processes may share a NODE_ID by mistake): their devices reconnect and
+     * replace them, or the sweeper finds them silent.
+     */
     start() {
       stopping = false;
       void listen(bus.subscribe('device.replaced'), 'device.replaced', (p) => closeReplaced(p.connectionId));
@@ -486,13 +494,6 @@ export function createDeviceRegistry(opts: RegistryOptions) {
         }
         markReady();
       })();
-      void store
-        .releaseNode(db, nodeId)
-        .then((ids) => {
-          const now = clock();
-          for (const id of ids) publishStatus(id, 'OFFLINE', now);
-        })
-        .catch((err) => log.warn({ err }, 'could not release stale connections of this node'));
       sweeper.start();
     },
 

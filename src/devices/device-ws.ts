@@ -56,8 +56,9 @@ export function createDeviceWsServer(opts: DeviceWsOptions) {
     );
     socket.on('message', (data, isBinary) => {
       if (!handler) return;
-      const text = isBinary ? '' : Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
-      handler(text, isBinary);
+      if (isBinary) return handler('', true);
+      const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+      handler(buf.toString('utf8'), false);
     });
     socket.on('error', (err) => log.debug({ err: err.message }, 'device socket error'));
     socket.once('close', () => {

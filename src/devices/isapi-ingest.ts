@@ -119,7 +119,11 @@ export function isapiIngest(opts: IsapiIngestOptions) {
 
   const notFound = (reply: FastifyReply) => reply.code(404).type('text/plain; charset=utf-8').send('Not Found\n');
 
-  /** Reads a multipart body with @fastify/multipart, keeping the raw bytes for the tolerant fallback. */
+  /**
+   * Reads a multipart body with @fastify/multipart while keeping a copy of the raw bytes for the
+   * tolerant fallback. The copy enforces the body limit (chunked bodies declare no length): over
+   * it, reading stops at once and the caller answers 413 and closes the connection.
+   */
   async function readMultipart(request: FastifyRequest): Promise<{ parts: MultipartPart[] | null; raw: Buffer }> {
     const declared = Number(request.headers['content-length']);
     if (Number.isFinite(declared) && declared > opts.bodyLimit) throw new BodyTooLarge();
@@ -127,37 +131,48 @@ export function isapiIngest(opts: IsapiIngestOptions) {
     const chunks: Buffer[] = [];
     let size = 0;
     let tooLarge = false;
+    let signalTooLarge: (value: 'too-large') => void = () => {};
+    const overLimit = new Promise<'too-large'>((resolve) => {
+      signalTooLarge = resolve;
+    });
     const onData = (chunk: Buffer) => {
+      if (tooLarge) return;
       size += chunk.length;
       if (size > opts.bodyLimit) {
         tooLarge = true;
+        chunks.length = 0;
         stream.pause();
+        signalTooLarge('too-large');
         return;
       }
       chunks.push(chunk);
     };
     stream.on('data', onData);
-    let parts: MultipartPart[] | null = [];
     try {
-      for await (const part of request.parts({ limits: { parts: MAX_PARTS, files: MAX_PARTS, fields: MAX_PARTS, fileSize: opts.bodyLimit, fieldSize: opts.bodyLimit, headerPairs: 32 } })) {
-        if (tooLarge) break;
-        if (part.type === 'file') {
-          parts.push({ name: part.fieldname, filename: part.filename || null, contentType: part.mimetype || null, data: await part.toBuffer() });
-        } else {
-          const value = typeof part.value === 'string' ? part.value : JSON.stringify(part.value ?? '');
-          parts.push({ name: part.fieldname, filename: null, contentType: part.mimetype || null, data: Buffer.from(value, 'utf8') });
+      const strict = (async () => {
+        const parts: MultipartPart[] = [];
+        for await (const part of request.parts({ limits: { parts: MAX_PARTS, files: MAX_PARTS, fields: MAX_PARTS, fileSize: opts.bodyLimit, fieldSize: opts.bodyLimit, headerPairs: 32 } })) {
+          if (part.type === 'file') {
+            parts.push({ name: part.fieldname, filename: part.filename || null, contentType: part.mimetype || null, data: await part.toBuffer() });
+          } else {
+            const value = typeof part.value === 'string' ? part.value : JSON.stringify(part.value ?? '');
+            parts.push({ name: part.fieldname, filename: null, contentType: part.mimetype || null, data: Buffer.from(value, 'utf8') });
+          }
         }
+        return parts;
+      })().catch(() => null); // the strict parser gave up: the tolerant splitter gets the raw bytes
+      const parts = await Promise.race([strict, overLimit]);
+      if (parts === 'too-large') throw new BodyTooLarge();
+      // The strict parser may stop early; the fallback needs the whole body.
+      if (!stream.readableEnded && !stream.destroyed) {
+        stream.resume();
+        const end = await Promise.race([once(stream, 'end').then(() => 'end' as const), once(stream, 'close').then(() => 'end' as const), overLimit]).catch(() => 'end' as const);
+        if (end === 'too-large') throw new BodyTooLarge();
       }
-    } catch {
-      parts = null; // the strict parser gave up; the tolerant splitter gets the raw bytes
+      return { parts, raw: Buffer.concat(chunks) };
+    } finally {
+      stream.off('data', onData);
     }
-    if (!tooLarge && !stream.readableEnded && !stream.destroyed) {
-      stream.resume();
-      await Promise.race([once(stream, 'end'), once(stream, 'close')]).catch(() => {});
-    }
-    stream.off('data', onData);
-    if (tooLarge) throw new BodyTooLarge();
-    return { parts, raw: Buffer.concat(chunks) };
   }
 
   return async function plugin(app: FastifyInstance) {
@@ -168,7 +183,8 @@ export function isapiIngest(opts: IsapiIngestOptions) {
     app.setErrorHandler((error: { code?: string; statusCode?: number }, request, reply) => {
       if (error instanceof BodyTooLarge || error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' || error.code === 'FST_REQ_FILE_TOO_LARGE') {
         count('too-large');
-        return reply.code(413).type('text/plain; charset=utf-8').send('Payload Too Large\n');
+        // The rest of the body is not read: the connection cannot carry another request.
+        return reply.code(413).header('connection', 'close').type('text/plain; charset=utf-8').send('Payload Too Large\n');
       }
       if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
         count('bad-request');

@@ -160,16 +160,6 @@ export async function sweepIsapiDevices(db: Db, cutoff: Date, limit: number): Pr
     .returning({ id: devices.id, heartbeats: devices.heartbeats });
 }
 
-/** At start-up: connections recorded for this node id cannot exist any more (the process is new). */
-export async function releaseNode(db: Db, nodeId: string): Promise<string[]> {
-  const rows = await db
-    .update(devices)
-    .set({ online: false, connectionId: null, nodeId: null })
-    .where(and(eq(devices.nodeId, nodeId), eq(devices.online, true)))
-    .returning({ id: devices.id });
-  return rows.map((r) => r.id);
-}
-
 export async function insertCommand(db: Db, c: { deviceId: string; name: string; now: Date; expiresAt: Date }): Promise<string> {
   const [row] = await db
     .insert(deviceCommands)

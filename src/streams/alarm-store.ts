@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { and, desc, asc, eq, gt, gte, inArray, isNotNull, isNull, lt, or, sql, type SQL } from 'drizzle-orm';
 import { unionAll } from 'drizzle-orm/pg-core';
 import type { Logger } from 'pino';
@@ -35,7 +34,7 @@ export interface AlarmPost {
    * whose identity was seen before for this device is a duplicate and changes nothing.
    */
   identity: string | null;
-  /** ISAPI `isDataRetransmission`: matched against earlier posts' fingerprints when there is no identity. */
+  /** ISAPI `isDataRetransmission`; recorded only (de-duplication is on the identity, as DEVICES.md says). */
   retransmission: boolean;
   details: AlarmDetails | null;
 }
@@ -45,7 +44,7 @@ export interface AlarmPost {
  * - `created`: a new alarm; `alarm.created` is published after the commit.
  * - `coalesced`: an active repeat within the quiet window updated the open alarm.
  * - `ended`: an inactive post ended the open alarm.
- * - `duplicate`: the same post was stored before (identity or retransmission fingerprint).
+ * - `duplicate`: a post with the same identity was stored before.
  * - `unbound`: the device has no owner, so the alarm belongs to nobody and is not kept.
  * - `stray-inactive`: an inactive post with no open alarm to end.
  */
@@ -68,23 +67,10 @@ export interface AlarmStoreDeps {
   quietEndS: number;
 }
 
-/** Namespace of the per-device advisory locks that serialise the write path. */
-const WRITE_LOCK_CLASS = 0x76_69_67; // "vig"
-
 /** Alarms whose inserting transaction precedes every transaction still running: nothing can commit before them any more. */
 const belowHorizon = sql`${alarms.xid} < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint`;
 
 const cursorOf = (row: Pick<AlarmRow, 'xid' | 'seq'>): string => encodeAlarmCursor({ xid: row.xid, seq: row.seq });
-
-/** Identifies a post by its content, so a flagged retransmission without a uuid can be recognised. */
-function fingerprintOf(p: AlarmPost): string | null {
-  if (p.source !== 'isapi' || p.identity || !p.deviceTime) return null;
-  const h = createHash('sha256')
-    .update([p.eventType, p.channel, p.regionId ?? '', p.deviceTime.toISOString(), p.state, p.activePostCount].join('|'))
-    .digest('base64url')
-    .slice(0, 32);
-  return `f:${h}`;
-}
 
 /**
  * The alarm store: exactly-once storage with coalescing, the visibility rules, and cursors.
@@ -136,48 +122,47 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
   return {
     /**
      * Stores one post durably (the promise resolves after the commit) and returns what it did.
-     * Posts of one device are serialised (an advisory lock per device), so concurrent posts
+     * Posts of one device are serialised (a lock on its open binding), so concurrent posts
      * coalesce correctly and a resent post is stored once. `alarm.created` is published after
      * the commit. Throws only on database failure (nothing is then stored; the device retries).
      */
     async record(deviceId: string, post: AlarmPost): Promise<{ outcome: RecordOutcome; alarm: AlarmRow | null }> {
       const now = clock();
-      const fingerprint = fingerprintOf(post);
       const result = await db.transaction(async (tx) => {
-        await tx.execute(sql`select pg_advisory_xact_lock(${WRITE_LOCK_CLASS}::int, hashtext(${deviceId}::text))`);
-
-        const keys = [post.identity, fingerprint].filter((k): k is string => !!k);
-        if (keys.length) {
-          const seen = await tx
-            .select({ key: alarmReceipts.key })
-            .from(alarmReceipts)
-            .where(and(eq(alarmReceipts.deviceId, deviceId), inArray(alarmReceipts.key, keys)));
-          const seenKeys = new Set(seen.map((r) => r.key));
-          if (post.identity && seenKeys.has(post.identity)) return { outcome: 'duplicate' as const, alarm: null };
-          if (post.retransmission && fingerprint && seenKeys.has(fingerprint)) return { outcome: 'duplicate' as const, alarm: null };
-        }
-
+        // Locking the open binding serialises the posts of one device (and an unbind waits for
+        // them); a device with no binding stores nothing, so it needs no lock.
         const [binding] = await tx
           .select({ id: bindings.id })
           .from(bindings)
           .where(and(eq(bindings.deviceId, deviceId), isNull(bindings.endedAt)))
-          .limit(1);
+          .limit(1)
+          .for('no key update');
+        if (!binding) return { outcome: 'unbound' as const, alarm: null };
 
-        let [open] = await tx
-          .select()
-          .from(alarms)
-          .where(
-            and(
-              eq(alarms.deviceId, deviceId),
-              eq(alarms.channel, post.channel),
-              eq(alarms.eventType, post.eventType),
-              sql`coalesce(${alarms.regionId}, '') = ${post.regionId ?? ''}`,
-              isNull(alarms.endedAt),
-            ),
-          )
-          .limit(1);
+        const openKey = and(
+          eq(alarms.deviceId, deviceId),
+          eq(alarms.channel, post.channel),
+          eq(alarms.eventType, post.eventType),
+          sql`coalesce(${alarms.regionId}, '') = ${post.regionId ?? ''}`,
+          isNull(alarms.endedAt),
+        );
+        let open: AlarmRow | undefined;
+        if (post.identity) {
+          // One round trip for both: the open alarm of the key, and whether this post was seen.
+          const [row] = await tx
+            .select({
+              open: alarms,
+              seen: sql<boolean>`exists (select 1 from alarm_receipts r where r.device_id = ${deviceId} and r.key = ${post.identity})`,
+            })
+            .from(sql`(select 1) as one`)
+            .leftJoin(alarms, openKey);
+          if (row?.seen === true || String(row?.seen) === 'true') return { outcome: 'duplicate' as const, alarm: null };
+          open = row?.open ?? undefined;
+        } else {
+          [open] = await tx.select().from(alarms).where(openKey).limit(1);
+        }
         // An alarm quiet for the window, or one of an earlier binding, has ended: close it first.
-        if (open && (open.bindingId !== binding?.id || now.getTime() - open.lastPostAt.getTime() >= quietMs)) {
+        if (open && (open.bindingId !== binding.id || now.getTime() - open.lastPostAt.getTime() >= quietMs)) {
           await tx
             .update(alarms)
             .set({ endedAt: open.lastPostDeviceAt ?? open.lastPostAt })
@@ -187,9 +172,7 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
 
         let outcome: RecordOutcome;
         let alarm: AlarmRow | null = null;
-        if (!binding) {
-          outcome = 'unbound';
-        } else if (post.state === 'inactive') {
+        if (post.state === 'inactive') {
           if (open) {
             [alarm] = (await tx
               .update(alarms)
@@ -238,10 +221,10 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
           outcome = 'created';
         }
 
-        if (keys.length && outcome !== 'unbound') {
+        if (post.identity) {
           await tx
             .insert(alarmReceipts)
-            .values(keys.map((key) => ({ deviceId, key, alarmId: alarm?.id ?? null, receivedAt: now })))
+            .values({ deviceId, key: post.identity, alarmId: alarm?.id ?? null, receivedAt: now })
             .onConflictDoNothing();
         }
         return { outcome, alarm };
@@ -417,14 +400,6 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
         .select({ id: users.id, email: users.email, phone: users.phone, displayName: users.displayName })
         .from(users)
         .where(inArray(users.id, [...ids]));
-    },
-
-    async byIds(ids: readonly string[]): Promise<AlarmRow[]> {
-      if (ids.length === 0) return [];
-      return db
-        .select()
-        .from(alarms)
-        .where(inArray(alarms.id, [...ids]));
     },
 
     /**

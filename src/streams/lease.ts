@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { tables, type Db } from '../db/index';
@@ -64,7 +65,8 @@ export function createLeasedJob(
   db: Db,
   opts: { name: string; holder: string; intervalMs: number; clock: () => Date; log: Logger; run: () => Promise<void> },
 ): LeasedJob {
-  const lease = createLease(db, { name: opts.name, holder: opts.holder, ttlMs: opts.intervalMs * 3, clock: opts.clock });
+  // Unique per instance: two processes (or two apps in one test process) may share a node id.
+  const lease = createLease(db, { name: opts.name, holder: `${opts.holder}#${randomBytes(4).toString('hex')}`, ttlMs: opts.intervalMs * 3, clock: opts.clock });
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<boolean> | undefined;
   let stopped = true;

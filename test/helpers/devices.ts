@@ -146,22 +146,20 @@ export async function openBindings(t: TestApp, deviceIds: string[]) {
     .where(and(inArray(tables.bindings.deviceId, deviceIds), isNull(tables.bindings.endedAt)));
 }
 
-/**
- * Collects `device.access` events from the app's bus until `stop()`. Resolves once the
- * subscription is live (a Redis subscription takes a round trip), so no event is missed.
- */
-export async function recordAccessEvents(t: TestApp): Promise<{ events: AccessChangedPayload[]; stop(): Promise<void> }> {
-  const events: AccessChangedPayload[] = [];
+const accessFeeds = new WeakMap<TestApp, Promise<AccessChangedPayload[]>>();
+
+/** One `device.access` subscription per app, live before it resolves (a Redis SUBSCRIBE takes a round trip). */
+async function accessFeed(t: TestApp): Promise<AccessChangedPayload[]> {
+  const all: AccessChangedPayload[] = [];
   const iterator = t.app.bus.subscribe('device.access')[Symbol.asyncIterator]();
   const probe = `probe-${randomUUID()}`;
   let live = false;
-  let done = false;
   void (async () => {
-    while (!done) {
+    for (;;) {
       const next = await iterator.next();
       if (next.done) return;
       if (next.value.deviceId.startsWith('probe-')) live ||= next.value.deviceId === probe;
-      else events.push(next.value);
+      else all.push(next.value);
     }
   })();
   await waitFor(
@@ -172,12 +170,23 @@ export async function recordAccessEvents(t: TestApp): Promise<{ events: AccessCh
     5000,
     'the device.access subscription',
   );
+  return all;
+}
+
+/**
+ * `device.access` events published on the app's bus from now on. All recorders of one app share
+ * one subscription that lives as long as the app (so a test never waits on a fresh SUBSCRIBE).
+ */
+export async function recordAccessEvents(t: TestApp): Promise<{ readonly events: AccessChangedPayload[]; stop(): Promise<void> }> {
+  let feed = accessFeeds.get(t);
+  if (!feed) accessFeeds.set(t, (feed = accessFeed(t)));
+  const all = await feed;
+  const from = all.length;
   return {
-    events,
-    async stop() {
-      done = true;
-      await iterator.return?.();
+    get events() {
+      return all.slice(from);
     },
+    async stop() {},
   };
 }
 

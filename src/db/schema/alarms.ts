@@ -67,7 +67,7 @@ export const alarms = pgTable(
     uniqueIndex('alarms_seq_key').on(t.seq),
     index('alarms_order_idx').on(t.xid, t.seq),
     index('alarms_binding_order_idx').on(t.bindingId, t.xid, t.seq),
-    // At most one open alarm per coalescing key; the write path serialises per device too.
+    // At most one open alarm per coalescing key; the write path serialises per device too (binding lock).
     uniqueIndex('alarms_open_key')
       .on(t.deviceId, t.channel, t.eventType, sql`coalesce(${t.regionId}, '')`)
       .where(sql`ended_at is null`),
@@ -77,8 +77,8 @@ export const alarms = pgTable(
 );
 
 /**
- * Every post that carried an identity (ISAPI `uuid`, WebSocket event id) or a fingerprint for
- * matching retransmissions, so the same post is stored once however often it is resent.
+ * Every post that carried an identity (ISAPI `uuid`, WebSocket event id), so the same post is
+ * stored once however often it is resent.
  */
 export const alarmReceipts = pgTable(
   'alarm_receipts',
@@ -86,7 +86,7 @@ export const alarmReceipts = pgTable(
     deviceId: uuid()
       .notNull()
       .references(() => devices.id),
-    /** `u:<uuid>`, `w:<event id>` or `f:<fingerprint>`. */
+    /** `u:<uuid>` or `w:<event id>`. */
     key: text().notNull(),
     alarmId: uuid(),
     receivedAt: at().notNull(),
