@@ -6,6 +6,7 @@
 import { mkdir, readFile, readdir, rm, writeFile, rename, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { brotliCompress, constants as zlib } from 'node:zlib';
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -95,8 +96,12 @@ if (process.env.GRAPHIQL_ANALYZE) console.log(await esbuild.analyzeMetafile(page
 const [entryFile, entryMeta] = Object.entries(page.metafile.outputs).find(([, m]) => m.entryPoint?.endsWith('explorer.tsx')) ?? [];
 if (!entryFile || !entryMeta?.cssBundle) throw new Error('explorer bundle or its CSS not found');
 
-// 3. index.html pointing at the hashed names.
+// 3. index.html pointing at the hashed names (the icon too, so it can be cached for good).
+const icon = await readFile(path.join(src, 'favicon.svg'));
+const iconName = `favicon-${createHash('sha256').update(icon).digest('hex').slice(0, 8).toUpperCase()}.svg`;
+await writeFile(path.join(assets, iconName), icon);
 const html = (await readFile(path.join(src, 'index.html'), 'utf8'))
+  .replace('%ICON%', `/graphiql/assets/${iconName}`)
   .replace('%SCRIPT%', `/graphiql/assets/${path.basename(entryFile)}`)
   .replace('%STYLE%', `/graphiql/assets/${path.basename(entryMeta.cssBundle)}`);
 await writeFile(path.join(tmp, 'index.html'), html);

@@ -1,0 +1,243 @@
+// The /graphiql explorer in real headless Chromium (Debian's `chromium` package, driven by
+// playwright-core): sign in through the page, run operations, stream an alarm. Skipped when
+// /usr/bin/chromium is missing, except on CI, where that is a failure (.ci/run installs it).
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { generate } from 'otplib';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { GRAPHIQL_DIST_DIR } from '../src/http/graphiql.routes';
+import {
+  BindDeviceDocument,
+  ConfirmTotpDocument,
+  CreateApiKeyDocument,
+  EnableTotpDocument,
+  RegisterDocument,
+  RootFieldNamesDocument,
+} from './generated/graphql';
+import { expectData, startApp, STRONG_PASSWORD, uniqueEmail, waitFor, type TestApp } from './helpers/harness';
+
+const CHROMIUM = '/usr/bin/chromium';
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const outDir = path.join(root, 'test-output');
+const haveChromium = existsSync(CHROMIUM);
+const ADMIN_TOKEN = 'graphiql-browser-test-admin-token-0123456789';
+
+if (!haveChromium && process.env.CI) {
+  test('chromium is installed when the browser test runs on CI', () => {
+    assert.fail(`${CHROMIUM} is missing: .ci/run installs Debian's chromium package before the tests`);
+  });
+}
+
+describe('graphiql explorer in Chromium', { skip: haveChromium ? false : 'skipped: no chromium' }, () => {
+  let t: TestApp;
+  let context: BrowserContext;
+  let profile: string;
+  let email: string;
+  let accessToken: string;
+  /** Every URL the browser asked for (pages, assets, fetches, WebSockets) and what the console said. */
+  const urls: string[] = [];
+  const problems: string[] = [];
+
+  before(async () => {
+    if (!existsSync(path.join(GRAPHIQL_DIST_DIR, 'index.html'))) {
+      const build = spawnSync(process.execPath, [path.join(root, 'scripts/build-graphiql.mjs')], { stdio: 'inherit' });
+      assert.equal(build.status, 0, 'npm run build:graphiql failed');
+    }
+    t = await startApp({ env: { ADMIN_TOKEN } });
+    email = uniqueEmail('explorer');
+    accessToken = expectData(await t.gql(RegisterDocument, { input: { email, password: STRONG_PASSWORD, displayName: 'Partner' } })).register.accessToken;
+    profile = await mkdtemp(path.join(os.tmpdir(), 'vigil-chromium-'));
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      viewport: { width: 1280, height: 760 },
+      colorScheme: 'light',
+    });
+    await mkdir(outDir, { recursive: true });
+  });
+
+  after(async () => {
+    await context?.close();
+    if (profile) await rm(profile, { recursive: true, force: true });
+    await t?.stop();
+  });
+
+  /** A fresh tab (fresh sessionStorage: signed out, default example tabs) on /graphiql. */
+  async function openExplorer(): Promise<Page> {
+    const page = await context.newPage();
+    page.on('request', (r) => urls.push(r.url()));
+    page.on('websocket', (ws) => urls.push(ws.url()));
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error' || /Content Security Policy/i.test(m.text())) problems.push(`console ${m.type()}: ${m.text()}`);
+    });
+    const response = await page.goto(`${t.url}/graphiql`);
+    assert.equal(response?.status(), 200);
+    // The editors are up once monaco (loaded lazily, with its workers) has rendered the first tab.
+    await page.locator('.graphiql-query-editor .monaco-editor').first().waitFor();
+    return page;
+  }
+
+  async function signIn(page: Page, login: string, password: string) {
+    await page.getByLabel('Email or phone').fill(login);
+    await page.getByLabel('Password', { exact: true }).fill(password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+  }
+
+  /** Replaces the active tab's operation (typed as a user would paste it) and runs it. */
+  async function run(page: Page, operation: string) {
+    await page.getByRole('button', { name: 'New tab' }).click();
+    await page.locator('.graphiql-query-editor .monaco-editor').first().click();
+    await page.keyboard.press('Control+A');
+    await page.keyboard.insertText(operation);
+    await page.getByRole('button', { name: /Execute query/ }).click();
+  }
+
+  const resultPane = (page: Page) => page.locator('.result-window');
+
+  test('serves the page with a strict CSP and no framing when /graphiql is opened', async () => {
+    const res = await fetch(`${t.url}/graphiql`);
+    assert.equal(res.status, 200);
+    const csp = res.headers.get('content-security-policy') ?? '';
+    for (const directive of ["default-src 'self'", "script-src 'self'", "frame-ancestors 'none'", "object-src 'none'", "form-action 'none'"]) {
+      assert.ok(csp.includes(directive), `CSP lacks ${directive}: ${csp}`);
+    }
+    assert.doesNotMatch(csp, /script-src[^;]*(unsafe|blob:|data:|\*)/);
+    assert.equal(res.headers.get('x-frame-options'), 'DENY');
+    assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
+    assert.equal(res.headers.get('referrer-policy'), 'no-referrer');
+
+    const page = await openExplorer();
+    const tabs = await page.locator('.graphiql-tab').allInnerTexts();
+    for (const name of ['Me', 'ListDevices', 'BindDevice', 'ShareDevice', 'UnbindDevice', 'LiveAlarms']) {
+      assert.ok(tabs.some((tab) => tab.includes(name)), `no example tab ${name} in ${JSON.stringify(tabs)}`);
+    }
+    // Every file came from this gateway (nothing from a CDN), and the CSP blocked nothing.
+    const foreign = urls.filter((u) => !u.startsWith(t.url) && !u.startsWith(t.url.replace('http', 'ws')));
+    assert.deepEqual(foreign, []);
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('signs in with a password and shows me in the result pane when the form is used', async () => {
+    const page = await openExplorer();
+    const login = page.waitForResponse((r) => r.url().endsWith('/graphql') && (r.request().postData() ?? '').includes('ExplorerLogin'));
+    await signIn(page, email, STRONG_PASSWORD);
+    const token = ((await (await login).json()) as { data: { login: { accessToken: string } } }).data.login.accessToken;
+    await page.getByTestId('signed-in-as').getByText(email).waitFor();
+
+    await run(page, '{ me { id email } }');
+    await resultPane(page).getByText(email).waitFor();
+
+    // The token travels in headers only: not in the address bar, any request URL or storage.
+    assert.ok(!page.url().includes(token));
+    assert.deepEqual(
+      urls.filter((u) => u.includes(token) || /token|password/i.test(new URL(u).search)),
+      [],
+    );
+    const stored = await page.evaluate(() => JSON.stringify({ ...sessionStorage, ...localStorage }));
+    assert.ok(!stored.includes(token), 'the access token was written to web storage');
+
+    await page.screenshot({ path: path.join(outDir, 'graphiql.png') });
+    // The README's picture: refreshed on demand, so test runs don't churn a committed file.
+    const docsShot = path.join(root, 'docs/graphiql.png');
+    if (process.env.UPDATE_DOCS_SCREENSHOT || !existsSync(docsShot)) {
+      await mkdir(path.dirname(docsShot), { recursive: true });
+      await page.screenshot({ path: docsShot });
+    }
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('asks for the second factor and accepts a recovery code when the account has TOTP on', async () => {
+    const totpEmail = uniqueEmail('explorer-totp');
+    const token = expectData(await t.gql(RegisterDocument, { input: { email: totpEmail, password: STRONG_PASSWORD } })).register.accessToken;
+    const { secret } = expectData(await t.gql(EnableTotpDocument, {}, { token })).enableTotp;
+    const recoveryCodes = expectData(await t.gql(ConfirmTotpDocument, { code: await generate({ secret }) }, { token })).confirmTotp;
+
+    const page = await openExplorer();
+    await signIn(page, totpEmail, STRONG_PASSWORD);
+    await page.getByRole('alert').getByText(/two-factor/).waitFor();
+    await page.getByLabel('Authentication code').fill(recoveryCodes[0]!);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByTestId('signed-in-as').getByText(totpEmail).waitFor();
+    await page.close();
+  });
+
+  test('signs in with a pasted API key and signs out again when the buttons are used', async () => {
+    const { secret } = expectData(await t.gql(CreateApiKeyDocument, { name: 'explorer', scopes: ['DEVICES_READ'] }, { token: accessToken })).createApiKey;
+    const page = await openExplorer();
+    await page.getByRole('button', { name: 'Use an API key instead' }).click();
+    await page.getByLabel('API key').fill(secret);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByTestId('signed-in-as').getByText(email).waitFor();
+    await run(page, '{ me { email } }');
+    await resultPane(page).getByText(email).waitFor();
+
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByLabel('Email or phone').waitFor();
+    await run(page, '{ me { email } }');
+    await resultPane(page).getByText('UNAUTHENTICATED').waitFor();
+    await page.close();
+  });
+
+  test('streams a posted ISAPI alarm into the result pane when the alarms subscription runs', async (tc) => {
+    const roots = expectData(await t.gql(RootFieldNamesDocument, {}, { token: accessToken }));
+    if (!roots.subscription?.fields?.some((f) => f.name === 'alarms')) return tc.skip('alarms subscription not implemented yet');
+    if (!roots.mutation?.fields?.some((f) => f.name === 'bindDevice')) return tc.skip('device binding not implemented yet');
+
+    const serial = `DS-2CD2143G2-I2026${Date.now().toString().slice(-8)}`;
+    const provisioned = await fetch(`${t.url}/admin/devices`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ serial, model: 'DS-2CD2143G2-I', channels: 1 }),
+    });
+    if (provisioned.status === 404) return tc.skip('device provisioning not implemented yet');
+    assert.equal(provisioned.status, 201);
+    const device = (await provisioned.json()) as { verificationCode: string; ingestPath: string };
+    expectData(await t.gql(BindDeviceDocument, { serial, verificationCode: device.verificationCode, name: 'Explorer cam' }, { token: accessToken }));
+
+    const page = await openExplorer();
+    const socket = page.waitForEvent('websocket', (ws) => ws.url().endsWith('/graphql'));
+    await signIn(page, email, STRONG_PASSWORD);
+    await page.getByTestId('signed-in-as').getByText(email).waitFor();
+    await page.locator('.graphiql-tab', { hasText: 'LiveAlarms' }).click();
+    const subscribed = (await socket).waitForEvent('framesent', (f) => typeof f.payload === 'string' && f.payload.includes('"subscribe"'));
+    await page.getByRole('button', { name: /Execute query/ }).click();
+    await subscribed;
+
+    // The server registers the subscription just after the frame arrives; post distinct alarm
+    // types until one reaches the page rather than guessing how long that takes.
+    const fixtures = ['vmd.xml', 'linedetection.xml', 'fielddetection.xml', 'regionentrance.xml', 'tamperdetection.xml', 'io.xml'];
+    let posted = 0;
+    let lastPost = 0;
+    await waitFor(
+      async () => {
+        if ((await resultPane(page).innerText()).includes('Explorer cam')) return true;
+        if (Date.now() - lastPost < 500) return false;
+        lastPost = Date.now();
+        const fixture = fixtures[posted++ % fixtures.length]!;
+        const res = await fetch(`${t.url}${device.ingestPath}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/xml' },
+          body: await readFile(path.join(root, 'test/fixtures/isapi', fixture)),
+        });
+        assert.equal(res.status, 200, `ISAPI post of ${fixture}`);
+        return false;
+      },
+      15_000,
+      'the alarm in the result pane',
+    );
+    assert.match(await resultPane(page).innerText(), /"rawType"/);
+    await page.screenshot({ path: path.join(outDir, 'graphiql-alarms.png') });
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+});

@@ -1,0 +1,23 @@
+import { test } from 'node:test';
+import { pino } from 'pino';
+import { openDb } from '../src/db/index';
+import { createAlarmStore } from '../src/streams/alarm-store';
+import { createEventBus } from '../src/streams/event-bus';
+import { insertBinding, insertDevice, insertUser } from '../test/helpers/alarms-fixtures';
+test('store timing', async () => {
+  const h = await openDb({ databaseUrl: process.env.DBURL, dataDir: ':memory:' });
+  await h.migrate();
+  const store = createAlarmStore({ db: h.db, clock: () => new Date(), bus: createEventBus(), log: pino({ level: 'silent' }), quietEndS: 10 });
+  const d = await insertDevice(h.db); const u = await insertUser(h.db); await insertBinding(h.db, d.id, u);
+  const post = (i: number) => ({ source: 'ws' as const, eventType: `e${i}`, rawType: 'x', alarmType: 'OTHER' as const, state: 'active' as const, channel: 1, regionId: null, deviceTime: null, activePostCount: 0, description: null, channelName: null, identity: `w:${i}`, retransmission: false, details: null });
+  let t0 = Date.now();
+  for (let i = 0; i < 20; i++) await store.record(d.id, post(i));
+  console.log('record', (Date.now() - t0) / 20, 'ms');
+  t0 = Date.now();
+  for (let i = 0; i < 20; i++) await store.tailAfter({ xid: 0, seq: 0 }, 1000);
+  console.log('tail', (Date.now() - t0) / 20, 'ms');
+  t0 = Date.now();
+  for (let i = 0; i < 20; i++) await h.db.transaction(async (tx) => { await tx.select().from((await import('../src/db/index')).tables.users).limit(1); });
+  console.log('empty tx', (Date.now() - t0) / 20, 'ms');
+  await h.close();
+});
