@@ -18,6 +18,8 @@ import { parseArgs } from 'node:util';
 import { count, sql } from 'drizzle-orm';
 import postgres from 'postgres';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { openDb, tables } from '../src/db/index';
@@ -83,6 +85,16 @@ try {
   const xml = (eventType: string, channel: number, n: number) =>
     `<?xml version="1.0" encoding="UTF-8"?>\r\n<EventNotificationAlert version="2.0" xmlns="http://www.hikvision.com/ver20/XMLSchema">\r\n<ipAddress>192.168.1.64</ipAddress>\r\n<portNo>80</portNo>\r\n<protocol>HTTP</protocol>\r\n<macAddress>44:19:b6:7a:10:2c</macAddress>\r\n<channelID>${channel}</channelID>\r\n<dateTime>${new Date().toISOString()}</dateTime>\r\n<activePostCount>${n}</activePostCount>\r\n<eventType>${eventType}</eventType>\r\n<eventState>active</eventState>\r\n<eventDescription>${eventType} alarm</eventDescription>\r\n</EventNotificationAlert>\r\n`;
 
+  /** CPU seconds the gateway process has used (Linux /proc), to tell its cost per post from the machine's load. */
+  const gatewayCpuS = () => {
+    try {
+      const fields = readFileSync(`/proc/${gateway.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 1/100 s
+    } catch {
+      return NaN;
+    }
+  };
+  const cpuBefore = gatewayCpuS();
   const latencies: number[] = [];
   const statuses = new Map<number, number>();
   let seq = 0;
@@ -103,6 +115,7 @@ try {
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   const elapsed = (Date.now() - started) / 1000;
+  const gatewayCpu = gatewayCpuS() - cpuBefore;
 
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))]!.toFixed(1);
@@ -120,6 +133,9 @@ try {
         statuses: Object.fromEntries(statuses),
         storedPostsPerSecond: Math.round(ok / elapsed),
         latencyMs: { p50: pct(50), p90: pct(90), p99: pct(99), max: latencies.at(-1)!.toFixed(1) },
+        gatewayCpuMsPerPost: Number(((gatewayCpu * 1000) / Math.max(1, ok)).toFixed(2)),
+        loadAverage1m: loadavg()[0],
+        cpus: cpus().length,
         alarmsInDatabase: rows!.n,
         postsCoalescedIntoThem: posts!.n,
       },

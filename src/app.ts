@@ -385,6 +385,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     maxSubscriptionsPerConnection: config.limits.wsSubscriptionsPerConnection,
     maxConnectionsPerUser: config.limits.wsConnectionsPerUser,
     maxPendingPerSubscription: config.limits.wsPendingEvents,
+    slowConsumerMs: config.limits.wsSlowConsumerMs,
     maxBufferedBytes: config.limits.wsBufferedBytes,
     connectionInitTimeoutMs: config.limits.wsInitTimeoutMs,
     grouping: config.wsGrouping,

@@ -57,6 +57,7 @@ const envSchema = z.object({
   WS_MAX_CONNECTIONS_PER_USER: positiveInt.default(20),
   WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: positiveInt.default(50),
   WS_MAX_PENDING_EVENTS: positiveInt.default(1000),
+  WS_SLOW_CONSUMER_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
   WS_MAX_BUFFERED_BYTES: positiveInt.default(1024 * 1024),
   WS_INIT_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
   WS_GROUPING: z.enum(['true', 'false', '1', '0']).default('true').transform((v) => v === 'true' || v === '1'),
@@ -107,8 +108,9 @@ export interface Config {
     /** GraphQL WebSockets one user may hold open on one node (4429 beyond). */
     wsConnectionsPerUser: number;
     wsSubscriptionsPerConnection: number;
-    /** Undelivered events one subscription may hold before its socket is closed 1013 (slow consumer). */
+    /** Undelivered events one subscription may hold; full for `wsSlowConsumerMs`, its socket is closed 1013 (slow consumer). */
     wsPendingEvents: number;
+    wsSlowConsumerMs: number;
     /** Unsent bytes one GraphQL WebSocket may hold before it is closed 1013 (slow consumer). */
     wsBufferedBytes: number;
     /** `connection_init` must arrive within this, else 4408. */
@@ -173,6 +175,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       wsConnectionsPerUser: e.WS_MAX_CONNECTIONS_PER_USER,
       wsSubscriptionsPerConnection: e.WS_MAX_SUBSCRIPTIONS_PER_CONNECTION,
       wsPendingEvents: e.WS_MAX_PENDING_EVENTS,
+      wsSlowConsumerMs: e.WS_SLOW_CONSUMER_MS,
       wsBufferedBytes: e.WS_MAX_BUFFERED_BYTES,
       wsInitTimeoutMs: e.WS_INIT_TIMEOUT_MS,
     },

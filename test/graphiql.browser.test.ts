@@ -91,16 +91,25 @@ describe('graphiql explorer in Chromium', { skip: haveChromium ? false : 'skippe
     await page.getByRole('button', { name: 'Sign in' }).click();
   }
 
-  /** Replaces the active tab's operation (typed as a user would paste it) and runs it. */
+  /**
+   * Pastes a named operation into a new tab and runs it. GraphiQL reads the operation name and
+   * kind (subscription or not) from state it updates a moment after an edit; the tab's title
+   * turning into the operation's name is the sign that it has.
+   */
   async function run(page: Page, operation: string) {
+    const name = /^\s*(?:query|mutation|subscription)\s+(\w+)/.exec(operation)?.[1];
+    assert.ok(name, 'run() needs a named operation');
     await page.getByRole('button', { name: 'New tab' }).click();
     await page.locator('.graphiql-query-editor .monaco-editor').first().click();
     await page.keyboard.press('Control+A');
     await page.keyboard.insertText(operation);
+    await page.locator('.graphiql-tab-active', { hasText: name }).waitFor();
     await page.getByRole('button', { name: /Execute query/ }).click();
   }
 
   const resultPane = (page: Page) => page.locator('.result-window');
+  /** The result pane's text; monaco renders spaces as no-break spaces. */
+  const resultText = async (page: Page) => (await resultPane(page).innerText()).replace(/\u00a0/g, ' ');
 
   test('serves the page with a strict CSP and no framing when /graphiql is opened', async () => {
     const res = await fetch(`${t.url}/graphiql`);
@@ -133,7 +142,7 @@ describe('graphiql explorer in Chromium', { skip: haveChromium ? false : 'skippe
     const token = ((await (await login).json()) as { data: { login: { accessToken: string } } }).data.login.accessToken;
     await page.getByTestId('signed-in-as').getByText(email).waitFor();
 
-    await run(page, '{ me { id email } }');
+    await run(page, 'query WhoAmI { me { id email } }');
     await resultPane(page).getByText(email).waitFor();
 
     // The token travels in headers only: not in the address bar, any request URL or storage.
@@ -145,6 +154,13 @@ describe('graphiql explorer in Chromium', { skip: haveChromium ? false : 'skippe
     const stored = await page.evaluate(() => JSON.stringify({ ...sessionStorage, ...localStorage }));
     assert.ok(!stored.includes(token), 'the access token was written to web storage');
 
+    // Prettier (loaded on demand) lays the pasted one-liner out over several lines.
+    await page.getByRole('button', { name: /Prettify query/ }).click();
+    await waitFor(async () => (await page.locator('.graphiql-query-editor .view-line').count()) > 3, 10_000, 'the prettified query');
+    // The docs pane: the schema's descriptions, from an ordinary introspection.
+    await page.getByRole('button', { name: 'Show Documentation Explorer' }).click();
+    await page.locator('.graphiql-doc-explorer').getByText('Query', { exact: true }).first().click();
+    await page.locator('.graphiql-doc-explorer-title', { hasText: 'Query' }).waitFor();
     await page.screenshot({ path: path.join(outDir, 'graphiql.png') });
     // The README's picture: refreshed on demand, so test runs don't churn a committed file.
     const docsShot = path.join(root, 'docs/graphiql.png');
@@ -178,15 +194,18 @@ describe('graphiql explorer in Chromium', { skip: haveChromium ? false : 'skippe
     await page.getByLabel('API key').fill(secret);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByTestId('signed-in-as').getByText(email).waitFor();
-    await run(page, '{ me { email } }');
+    await run(page, 'query WhoAmI { me { email } }');
     await resultPane(page).getByText(email).waitFor();
 
     await page.getByRole('button', { name: 'Sign out' }).click();
-    await page.getByLabel('Email or phone').waitFor();
-    await run(page, '{ me { email } }');
+    await page.getByRole('form', { name: 'Sign in' }).waitFor();
+    await run(page, 'query WhoAmI { me { email } }');
     await resultPane(page).getByText('UNAUTHENTICATED').waitFor();
     await page.close();
   });
+
+  /** WebSocket frames for a failure message, without the bearer token. */
+  const redact = (frames: string[]) => frames.join(' | ').replace(/Bearer [\w.-]+/g, 'Bearer [redacted]');
 
   test('streams a posted ISAPI alarm into the result pane when the alarms subscription runs', async (tc) => {
     const roots = expectData(await t.gql(RootFieldNamesDocument, {}, { token: accessToken }));
@@ -205,13 +224,21 @@ describe('graphiql explorer in Chromium', { skip: haveChromium ? false : 'skippe
     expectData(await t.gql(BindDeviceDocument, { serial, verificationCode: device.verificationCode, name: 'Explorer cam' }, { token: accessToken }));
 
     const page = await openExplorer();
-    const socket = page.waitForEvent('websocket', (ws) => ws.url().endsWith('/graphql'));
+    const frames: string[] = [];
+    page.on('websocket', (ws) => {
+      ws.on('framesent', (f) => frames.push(`sent ${f.payload}`));
+      ws.on('framereceived', (f) => frames.push(`received ${f.payload}`));
+    });
     await signIn(page, email, STRONG_PASSWORD);
     await page.getByTestId('signed-in-as').getByText(email).waitFor();
-    await page.locator('.graphiql-tab', { hasText: 'LiveAlarms' }).click();
-    const subscribed = (await socket).waitForEvent('framesent', (f) => typeof f.payload === 'string' && f.payload.includes('"subscribe"'));
-    await page.getByRole('button', { name: /Execute query/ }).click();
-    await subscribed;
+    await run(page, 'subscription LiveAlarmsNow { alarms { id type rawType channel startedAt device { id name } } }');
+    // graphql-ws: the token went in connection_init's payload, the server acked, the operation started.
+    await waitFor(() => frames.some((f) => f.startsWith('sent') && f.includes('"subscribe"')), 10_000, 'the subscribe frame').catch(async (e) => {
+      throw new Error(`${e.message}: ${await resultText(page)} ${redact(frames)} ${problems.join(' | ')}`);
+    });
+    const init = frames.find((f) => f.includes('"connection_init"')) ?? '';
+    assert.match(init, /"authorization":"Bearer [^"]+"/);
+    assert.ok(frames.some((f) => f.includes('"connection_ack"')));
 
     // The server registers the subscription just after the frame arrives; post distinct alarm
     // types until one reaches the page rather than guessing how long that takes.
@@ -220,7 +247,7 @@ describe('graphiql explorer in Chromium', { skip: haveChromium ? false : 'skippe
     let lastPost = 0;
     await waitFor(
       async () => {
-        if ((await resultPane(page).innerText()).includes('Explorer cam')) return true;
+        if ((await resultText(page)).includes('Explorer cam')) return true;
         if (Date.now() - lastPost < 500) return false;
         lastPost = Date.now();
         const fixture = fixtures[posted++ % fixtures.length]!;
@@ -234,8 +261,10 @@ describe('graphiql explorer in Chromium', { skip: haveChromium ? false : 'skippe
       },
       15_000,
       'the alarm in the result pane',
-    );
-    assert.match(await resultPane(page).innerText(), /"rawType"/);
+    ).catch(async (e) => {
+      throw new Error(`${e.message}; posted ${posted}; result pane: ${await resultText(page)}; frames: ${redact(frames)}`);
+    });
+    assert.match(await resultText(page), /"rawType"/);
     await page.screenshot({ path: path.join(outDir, 'graphiql-alarms.png') });
     assert.deepEqual(problems, []);
     await page.close();

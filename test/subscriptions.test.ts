@@ -45,6 +45,7 @@ before(async () => {
       WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: '3',
       WS_INIT_TIMEOUT_MS: '300',
       WS_MAX_PENDING_EVENTS: '20',
+      WS_SLOW_CONSUMER_MS: '500',
       WS_MAX_BUFFERED_BYTES: String(64 * 1024),
     },
   });
@@ -73,6 +74,33 @@ let channel = 100;
 async function raise(p: Provisioned, eventType = 'VMD'): Promise<void> {
   const res = await isapiPost(t.url, p.ingestPath, alertXml({ eventType, channel: channel++ }), 'application/xml');
   assert.equal(res.status, 200, res.text);
+}
+
+/** Inserts `n` ended alarms of the device's open binding in one transaction (no bus event: the tailer's tick finds them). */
+async function insertAlarms(deviceId: string, n: number, description: string | null = null): Promise<string[]> {
+  const db = t.app.db.db;
+  const [binding] = await db.select({ id: tables.bindings.id }).from(tables.bindings).where(eq(tables.bindings.deviceId, deviceId));
+  const now = clock.now();
+  const rows = await db
+    .insert(tables.alarms)
+    .values(
+      Array.from({ length: n }, () => ({
+        deviceId,
+        bindingId: binding!.id,
+        source: 'ws',
+        channel: channel++,
+        eventType: 'vmd',
+        rawType: 'VMD',
+        alarmType: 'MOTION',
+        description,
+        startedAt: now,
+        receivedAt: now,
+        lastPostAt: now,
+        endedAt: now,
+      })),
+    )
+    .returning({ id: tables.alarms.id, seq: tables.alarms.seq });
+  return rows.sort((a, b) => a.seq - b.seq).map((r) => r.id);
 }
 
 /** Ends every subscription of the test and waits until the server let go of them. */
@@ -157,6 +185,19 @@ describe('alarms', () => {
     assert.equal(all.events.length, 4);
     assert.deepEqual(all.errors, []);
     await settle(all, onlyTwo, lines);
+  });
+
+  test('delivers a burst larger than its buffer exactly once and in order by catching up from the database', async () => {
+    const c = client(owner.token);
+    const live = subscribe(c, AlarmCursorsDocument, {});
+    const last = expectData(await t.gql(AlarmIdsDocument, { first: 1 }, { token: owner.token })).alarms.edges[0]?.cursor ?? null;
+    const resumed = subscribe(c, AlarmCursorsDocument, { after: last });
+    await subscriptionsRunning(t.app, 2);
+    // 100 rows reach the tailer in one read; the streams buffer 20 (WS_MAX_PENDING_EVENTS) and read the rest from the database.
+    const ids = await insertAlarms(one.device.id, 100);
+    assert.deepEqual((await live.received(100)).map((e) => e.alarms.id), ids);
+    assert.deepEqual((await resumed.received(100)).map((e) => e.alarms.id), ids);
+    await settle(live, resumed);
   });
 
   test('answers BAD_USER_INPUT when the cursor is not one we issued', async () => {
@@ -457,24 +498,7 @@ describe('limits', () => {
     await subscriptionsRunning(t.app, 1);
     ws.pause();
     // 600 alarms in one transaction (about 9 MB of events): more than the socket buffers hold.
-    const [binding] = await t.app.db.db.select({ id: tables.bindings.id }).from(tables.bindings).where(eq(tables.bindings.deviceId, device.id));
-    const now = clock.now();
-    await t.app.db.db.insert(tables.alarms).values(
-      Array.from({ length: 600 }, (_, i) => ({
-        deviceId: device.id,
-        bindingId: binding!.id,
-        source: 'ws',
-        channel: 1000 + i,
-        eventType: 'vmd',
-        rawType: 'VMD',
-        alarmType: 'MOTION',
-        description: 'x'.repeat(500),
-        startedAt: now,
-        receivedAt: now,
-        lastPostAt: now,
-        endedAt: now,
-      })),
-    );
+    await insertAlarms(device.id, 600, 'x'.repeat(500));
     await waitFor(async () => (await gauge(t.app, 'vigil_graphql_ws_server_closes_total')) >= 1, 20_000, 'the server to drop the slow consumer');
     ws.resume();
     // The close frame sits behind the unread events; a peer this far behind is cut off (1006) if it cannot read it in time.

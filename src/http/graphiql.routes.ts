@@ -41,7 +41,8 @@ function contentSecurityPolicy(host: string | undefined): string {
     // monaco's workers are same-origin files built next to the page (no blob: workers).
     "worker-src 'self'",
     `connect-src 'self'${ws}`,
-    "img-src 'self'",
+    // monaco draws its error/warning squiggles as data: SVG backgrounds; images cannot run script.
+    "img-src 'self' data:",
     "font-src 'self'",
     "object-src 'none'",
     "base-uri 'none'",

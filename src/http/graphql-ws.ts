@@ -50,8 +50,10 @@ export interface GraphqlWsOptions {
   connectionInitTimeoutMs?: number;
   /** A socket whose unsent bytes pass this (default 1 MiB) is closed 1013 (slow consumer). */
   maxBufferedBytes?: number;
-  /** Undelivered events one subscription may hold (default 1000); beyond, 1013 (slow consumer). */
+  /** Undelivered events one subscription may hold (default 1000). */
   maxPendingPerSubscription?: number;
+  /** A subscription whose queue stays full this long (default 5000 ms) is a slow consumer: 1013. */
+  slowConsumerMs?: number;
   /** How long a connection's credential check is trusted before it is read again at the next event (default 30 s). */
   credentialRecheckMs?: number;
   /** Share one execution per event among subscribers with the same document, variables and caller (default true). */
@@ -112,7 +114,8 @@ function groupKey(operation: OperationDefinitionNode, caller: Caller, payload: {
  *   announcement (Redis down).
  * - Limits: `maxSubscriptionsPerConnection`, `maxConnectionsPerUser` (4429), `connection_init`
  *   within `connectionInitTimeoutMs` (4408), and slow consumers (1013): a socket with more than
- *   `maxBufferedBytes` unsent or a subscription with more than `maxPendingPerSubscription` queued.
+ *   `maxBufferedBytes` unsent, or a subscription whose `maxPendingPerSubscription` queue stays
+ *   full for `slowConsumerMs` (a shorter burst only slows its group down).
  * - Fan-out: subscriptions without `after` that share document, variables, operation name and
  *   caller visibility execute once per event for all of them (src/http/subscription-fanout.ts).
  */
@@ -141,6 +144,7 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
   });
   const fanout = createSubscriptionFanout({
     maxPending: opts.maxPendingPerSubscription,
+    slowAfterMs: opts.slowConsumerMs,
     onCount: (what, delta) => (what === 'groups' ? groupsGauge : subscriptionsGauge).inc(delta),
   });
 

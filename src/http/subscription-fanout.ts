@@ -6,19 +6,25 @@ type Results = AsyncGenerator<ExecutionResult, unknown, unknown>;
 
 /** What the fan-out needs to know about one subscriber (graphql-ws's connection, in practice). */
 export interface FanoutMember {
-  /** Called once when the member's queue passes `maxPending` undelivered results. */
+  /** Called once when the member is cut off as a slow consumer (its queue stayed full for `slowAfterMs`). */
   onSlow(): void;
 }
 
 export interface FanoutOptions {
-  /** Undelivered results one member may hold (default 1000); beyond, `onSlow` and the member ends. */
+  /** Undelivered results one member may hold (default 1000). */
   maxPending?: number;
+  /**
+   * A member whose queue stays full this long (default 5000 ms) is a slow consumer and is cut off.
+   * Until then the whole group waits for it: a burst larger than the queue slows the group, it does
+   * not drop anyone.
+   */
+  slowAfterMs?: number;
   /** Called with +1/-1 as subscriptions start and end, and as groups open and close (metrics). */
   onCount?(what: 'subscriptions' | 'groups', delta: 1 | -1): void;
 }
 
 /**
- * A subscriber's results: a bounded queue the group pushes into and graphql-ws pulls from. `return()`
+ * A subscriber's results: a queue the group pushes into and graphql-ws pulls from. `return()`
  * (graphql-ws calls it on `complete` and on close) ends it at once, even while a pull is pending.
  */
 class MemberQueue implements AsyncGenerator<ExecutionResult, unknown, unknown> {
@@ -29,10 +35,19 @@ class MemberQueue implements AsyncGenerator<ExecutionResult, unknown, unknown> {
   private done = false;
 
   constructor(
-    private readonly maxPending: number,
+    readonly member: FanoutMember,
     private readonly onEnd: () => void,
-    private readonly onSlow: () => void,
+    /** Called whenever the consumer takes a result (the group may be waiting for room). */
+    private readonly onTake: () => void,
   ) {}
+
+  get pending(): number {
+    return this.items.length;
+  }
+
+  get ended(): boolean {
+    return this.done;
+  }
 
   push(result: ExecutionResult): void {
     if (this.done || this.terminal) return;
@@ -40,9 +55,6 @@ class MemberQueue implements AsyncGenerator<ExecutionResult, unknown, unknown> {
       const w = this.waiter;
       this.waiter = null;
       w.resolve({ value: result, done: false });
-    } else if (this.items.length >= this.maxPending) {
-      this.finish();
-      this.onSlow();
     } else {
       this.items.push(result);
     }
@@ -66,7 +78,7 @@ class MemberQueue implements AsyncGenerator<ExecutionResult, unknown, unknown> {
     w.reject(err);
   }
 
-  private finish() {
+  finish(): void {
     if (this.done) return;
     this.done = true;
     this.items = [];
@@ -78,12 +90,16 @@ class MemberQueue implements AsyncGenerator<ExecutionResult, unknown, unknown> {
 
   next(): Promise<IteratorResult<ExecutionResult>> {
     const item = this.items.shift();
-    if (item) return Promise.resolve({ value: item, done: false });
+    if (item) {
+      this.onTake();
+      return Promise.resolve({ value: item, done: false });
+    }
     const terminal = this.terminal;
     if (terminal || this.done) {
       this.finish();
       return terminal?.failed ? Promise.reject(terminal.err) : Promise.resolve({ value: undefined, done: true });
     }
+    this.onTake();
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };
     });
@@ -110,6 +126,8 @@ interface Group {
   source: Results | null;
   pumping: boolean;
   closed: boolean;
+  /** Wakes the pump when a member took a result or left. */
+  room: () => void;
 }
 
 const isAsyncIterable = (v: unknown): v is Results => typeof Object(v)[Symbol.asyncIterator] === 'function';
@@ -166,28 +184,56 @@ function visibleOnly(source: Results, onEnd: () => void): Results {
  * Subscription fan-out for graphql-ws's `subscribe` option. Subscribers that share a group key
  * (same document, variables, operation name and caller identity with its API-key scopes, and no
  * `after`) share ONE graphql-js subscription: the selection set runs once per event and every
- * member receives the same ExecutionResult object (graphql-ws serialises it per socket). Each
- * member has its own bounded queue, so a slow member never slows the others; it is cut off
- * (`onSlow`) when its queue passes `maxPending`. The group's stream ends when its last member leaves.
- * Subscriptions without a key run on their own, as graphql-ws would run them.
+ * member receives the same ExecutionResult object (graphql-ws serialises it per socket).
+ *
+ * Flow control: each member has a queue of up to `maxPending` results. While a member's queue is
+ * full the group stops pulling from its stream (which then buffers or, for alarms, catches up from
+ * the database); a member whose queue stays full for `slowAfterMs` is cut off (`onSlow`) and the
+ * group goes on. Memory per member is bounded either way. The group's stream ends when its last
+ * member leaves. Subscriptions without a key run alone, as graphql-ws would run them.
  */
 export function createSubscriptionFanout(opts: FanoutOptions = {}) {
   const maxPending = opts.maxPending ?? 1000;
+  const slowAfterMs = opts.slowAfterMs ?? 5000;
   const count = opts.onCount ?? (() => {});
   const groups = new Map<string, Group>();
 
   function closeGroup(group: Group) {
     if (group.closed) return;
     group.closed = true;
+    group.room();
     if (groups.get(group.key) === group) groups.delete(group.key);
     count('groups', -1);
     void group.source?.return?.(undefined)?.catch(() => {});
   }
 
+  /** Waits until no member's queue is full; cuts off those still full after `slowAfterMs`. */
+  async function makeRoom(group: Group) {
+    const full = () => [...group.members].filter((m) => m.pending >= maxPending);
+    if (full().length === 0) return;
+    const deadline = Date.now() + slowAfterMs;
+    while (!group.closed && full().length > 0 && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(1, deadline - Date.now()));
+        group.room = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      group.room = () => {};
+    }
+    for (const m of full()) {
+      m.finish();
+      m.member.onSlow();
+    }
+  }
+
   async function pump(group: Group) {
     const source = group.source!;
     try {
-      for (;;) {
+      while (!group.closed) {
+        await makeRoom(group);
+        if (group.closed) break;
         const r = await source.next();
         if (r.done) break;
         if (isInvisible(r.value)) continue;
@@ -204,13 +250,14 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
   function join(group: Group, member: FanoutMember): MemberQueue {
     count('subscriptions', 1);
     const queue: MemberQueue = new MemberQueue(
-      maxPending,
+      member,
       () => {
         count('subscriptions', -1);
         group.members.delete(queue);
         if (group.members.size === 0) closeGroup(group);
+        else group.room();
       },
-      () => member.onSlow(),
+      () => group.room(),
     );
     group.members.add(queue);
     if (!group.pumping) {
@@ -235,7 +282,7 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
       for (;;) {
         let group = groups.get(key);
         if (!group) {
-          const g: Group = { key, members: new Set(), ready: Promise.resolve(null), source: null, pumping: false, closed: false };
+          const g: Group = { key, members: new Set(), ready: Promise.resolve(null), source: null, pumping: false, closed: false, room: () => {} };
           group = g;
           groups.set(key, g);
           count('groups', 1);
