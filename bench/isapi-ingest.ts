@@ -2,7 +2,7 @@
  * ISAPI ingest load generator: how many alarm-host posts per second one gateway stores.
  *
  *   TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test npx tsx bench/isapi-ingest.ts \
- *     [--duration 10] [--concurrency 32] [--devices 200] [--mode new|repeat]
+ *     [--duration 10] [--concurrency 32] [--devices 200] [--mode new|repeat] [--profile DIR]
  *
  * Creates a fresh Postgres database next to TEST_DATABASE_URL (dropped afterwards), starts the real
  * gateway on it as its own process (`src/main.ts`, port 0, no Redis), inserts `devices` bound
@@ -31,6 +31,8 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '32' },
     devices: { type: 'string', default: '200' },
     mode: { type: 'string', default: 'new' },
+    /** Writes a V8 CPU profile of the gateway process into this directory. */
+    profile: { type: 'string' },
   },
 });
 const durationS = Math.min(Math.max(Number(values.duration), 1), 300);
@@ -50,7 +52,7 @@ const url = new URL(base);
 url.pathname = `/${dbName}`;
 
 // The gateway runs in its own process, so the load generator does not take its CPU.
-const gateway = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+const gateway = spawn(process.execPath, [...(values.profile ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] : []), '--import', 'tsx', 'src/main.ts'], {
   cwd: fileURLToPath(new URL('..', import.meta.url)),
   env: { ...process.env, DATABASE_URL: url.toString(), PORT: '0', HOST: '127.0.0.1', DATA_DIR: `/tmp/${dbName}`, LOG_LEVEL: 'info', NODE_ENV: 'production', REDIS_URL: '' },
   stdio: ['ignore', 'pipe', 'inherit'],

@@ -76,7 +76,7 @@ describe('graphiql explorer in Chromium', { skip: haveChromium ? false : 'skippe
     page.on('websocket', (ws) => urls.push(ws.url()));
     page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
     page.on('console', (m) => {
-      if (m.type() === 'error' || /Content Security Policy/i.test(m.text())) problems.push(`console ${m.type()}: ${m.text()}`);
+      if (m.type() === 'error' || /Content Security Policy|prettif/i.test(m.text())) problems.push(`console ${m.type()}: ${m.text()}`);
     });
     const response = await page.goto(`${t.url}/graphiql`);
     assert.equal(response?.status(), 200);
@@ -156,7 +156,9 @@ describe('graphiql explorer in Chromium', { skip: haveChromium ? false : 'skippe
 
     // Prettier (loaded on demand) lays the pasted one-liner out over several lines.
     await page.getByRole('button', { name: /Prettify query/ }).click();
-    await waitFor(async () => (await page.locator('.graphiql-query-editor .view-line').count()) > 3, 10_000, 'the prettified query');
+    await waitFor(async () => (await page.locator('.graphiql-query-editor .view-line').count()) > 3, 10_000, 'the prettified query').catch(async (e) => {
+      await page.screenshot({ path: path.join(outDir, 'debug.png') }); throw new Error(`${e.message}: ${problems.join(' | ')} ${urls.filter((u) => u.includes('assets')).length}`);
+    });
     // The docs pane: the schema's descriptions, from an ordinary introspection.
     await page.getByRole('button', { name: 'Show Documentation Explorer' }).click();
     await page.locator('.graphiql-doc-explorer').getByText('Query', { exact: true }).first().click();
