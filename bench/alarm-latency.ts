@@ -7,12 +7,12 @@
 //
 // Run: DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379 npx tsx bench/alarm-latency.ts [alarms=50] [interval=100]
 import type { Client } from 'graphql-ws';
-import { connect, freshDatabase, gql, percentile, postAlarm, provisionAndBind, register, requireEnv, running, startNodes, until } from './lib/live';
+import { connect, cpuSeconds, freshDatabase, gql, percentile, postAlarm, provisionAndBind, register, requireEnv, running, startNodes, until } from './lib/live';
 
 const ALARMS = Number(process.argv[2] ?? 50);
 const INTERVAL_MS = Number(process.argv[3] ?? 100);
-const USERS = 50;
-const PER_USER = 20;
+const USERS = Number(process.env.BENCH_USERS ?? 50);
+const PER_USER = Number(process.env.BENCH_PER_USER ?? 20);
 const { databaseUrl, redisUrl } = requireEnv();
 const QUERY = 'subscription { alarms { id cursor channel type startedAt device { id name status } } }';
 
@@ -48,7 +48,6 @@ async function run(twoNodes: boolean) {
           {
             next: (r) => {
               const at = postedAt.get(r.data!.alarms.channel);
-              if (process.env.DBG && received < 3) console.log(JSON.stringify(r), [...postedAt.keys()].slice(0, 3));
               if (at !== undefined) samples.push(performance.now() - at);
               received++;
             },
@@ -64,18 +63,25 @@ async function run(twoNodes: boolean) {
     await until(() => received >= subscribers, 30_000, 'the warm-up alarm');
     received = 0;
 
-    let channel = 2; // postAlarm numbers channels from 1, one per post
+    const postMs: number[] = [];
+    const cpu0 = await Promise.all(nodes.map((n) => cpuSeconds(n.url)));
+    const client0 = process.cpuUsage();
     for (let k = 0; k < ALARMS; k++) {
-      postedAt.set(channel++, performance.now());
-      await postAlarm(postTo, ingestPath);
+      const t0 = performance.now();
+      await postAlarm(postTo, ingestPath, (channel) => postedAt.set(channel, performance.now()));
+      postMs.push(performance.now() - t0);
       await new Promise((r) => setTimeout(r, INTERVAL_MS));
     }
     await until(() => received >= subscribers * ALARMS, 120_000, 'every delivery');
+    const cpu = (await Promise.all(nodes.map((n) => cpuSeconds(n.url)))).map((c, i) => (((c - cpu0[i]!) * 1000) / ALARMS).toFixed(0));
+    const clientCpu = process.cpuUsage(client0);
     samples.sort((x, y) => x - y);
+    postMs.sort((x, y) => x - y);
     const f = (ms: number) => `${ms.toFixed(1)} ms`;
     console.log(
       `${twoNodes ? 'two nodes (post on A, subscribers on B)' : 'one node'}: ${subscribers} subscribers, ${ALARMS} alarms, ${samples.length} deliveries: ` +
-        `p50 ${f(percentile(samples, 50))}, p90 ${f(percentile(samples, 90))}, p99 ${f(percentile(samples, 99))}, max ${f(samples.at(-1)!)}`,
+        `p50 ${f(percentile(samples, 50))}, p90 ${f(percentile(samples, 90))}, p99 ${f(percentile(samples, 99))}, max ${f(samples.at(-1)!)} (the ISAPI post itself: p50 ${f(percentile(postMs, 50))}); ` +
+        `CPU per alarm: gateway ${cpu.join(' / ')} ms, this client ${((clientCpu.user + clientCpu.system) / 1000 / ALARMS).toFixed(0)} ms`,
     );
   } finally {
     await Promise.all(clients.map((c) => c.dispose()));
@@ -84,5 +90,6 @@ async function run(twoNodes: boolean) {
   }
 }
 
-await run(false);
-await run(true);
+// BENCH_ONLY=one|two runs one set-up.
+if (process.env.BENCH_ONLY !== 'two') await run(false);
+if (process.env.BENCH_ONLY !== 'one') await run(true);

@@ -7,6 +7,7 @@ import { mkdir, readFile, readdir, rm, writeFile, rename, stat } from 'node:fs/p
 import { promisify } from 'node:util';
 import { brotliCompress, constants as zlib } from 'node:zlib';
 import { createHash } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,9 +38,13 @@ try {
 const started = performance.now();
 await rm(tmp, { recursive: true, force: true });
 await mkdir(assets, { recursive: true });
+process.on('exit', (code) => {
+  // A failed build leaves the previous dist/graphiql in place and no half-written copy.
+  if (code !== 0) rmSync(tmp, { recursive: true, force: true });
+});
 
-// monaco's ESM modules import their own CSS pieces; the page loads monaco's prebuilt stylesheet
-// instead (explorer.css), so those imports are emptied rather than emitted as unused chunks.
+// monaco's ESM modules import their own CSS pieces; explorer.tsx imports monaco's prebuilt
+// stylesheet instead, so those imports are emptied rather than emitted as unused CSS chunks.
 const monacoCssOnce = {
   name: 'monaco-css-once',
   setup(build) {
@@ -78,7 +83,7 @@ for (const [file, meta] of Object.entries(workers.metafile.outputs)) {
 }
 if (Object.keys(workerFiles).length !== 3) throw new Error(`worker outputs not found: ${JSON.stringify(workerFiles)}`);
 
-// 2. The page: React + GraphiQL + monaco, split so monaco loads in parallel with React.
+// 2. The page: React + GraphiQL, with monaco and prettier in chunks loaded on demand.
 const page = await esbuild.build({
   ...common,
   entryPoints: { explorer: path.join(src, 'explorer.tsx') },
@@ -90,6 +95,10 @@ const page = await esbuild.build({
   jsx: 'automatic',
   loader: { '.ttf': 'file', '.woff': 'file', '.woff2': 'file', '.svg': 'file', '.png': 'file' },
   define: { ...common.define, __MONACO_WORKERS__: JSON.stringify(workerFiles) },
+  // @graphiql/react's prettify imports prettier's UMD parser files with import(); bundled as
+  // CommonJS they expose only `default`, so "Prettify" silently did nothing. The ESM builds of
+  // the same plugins have the named `parsers` export (and are already in the bundle).
+  alias: { 'prettier/parser-graphql': 'prettier/plugins/graphql', 'prettier/parser-babel': 'prettier/plugins/babel' },
   plugins: [monacoCssOnce],
 });
 if (process.env.GRAPHIQL_ANALYZE) console.log(await esbuild.analyzeMetafile(page.metafile));
@@ -137,3 +146,4 @@ const seconds = ((performance.now() - started) / 1000).toFixed(1);
 const wire = compressed.reduce((a, b) => a + b, 0);
 console.log(`[build:graphiql] dist/graphiql in ${seconds} s: ${kib(total)} (${kib(wire)} brotli) in all, ${kib(initial)} before monaco loads`);
 await stat(path.join(out, 'index.html'));
+await esbuild.stop();

@@ -78,10 +78,12 @@ export async function provisionAndBind(base: string, adminToken: string, token: 
   return { deviceId: b.bindDevice.id, ingestPath: p.ingestPath };
 }
 
-let channel = 1;
-/** One ISAPI alarm post on a fresh channel (a new alarm each time). */
-export async function postAlarm(base: string, ingestPath: string): Promise<void> {
-  const xml = `<?xml version="1.0" encoding="UTF-8"?><EventNotificationAlert version="2.0" xmlns="http://www.hikvision.com/ver20/XMLSchema"><channelID>${channel++}</channelID><dateTime>${new Date().toISOString()}</dateTime><activePostCount>1</activePostCount><eventType>VMD</eventType><eventState>active</eventState><eventDescription>Motion alarm</eventDescription></EventNotificationAlert>`;
+let nextChannel = 1;
+/** One ISAPI alarm post on a fresh channel (a new alarm each time); `onSend` is called just before the request with that channel. */
+export async function postAlarm(base: string, ingestPath: string, onSend?: (channel: number) => void): Promise<void> {
+  const channel = nextChannel++;
+  const xml = `<?xml version="1.0" encoding="UTF-8"?><EventNotificationAlert version="2.0" xmlns="http://www.hikvision.com/ver20/XMLSchema"><channelID>${channel}</channelID><dateTime>${new Date().toISOString()}</dateTime><activePostCount>1</activePostCount><eventType>VMD</eventType><eventState>active</eventState><eventDescription>Motion alarm</eventDescription></EventNotificationAlert>`;
+  onSend?.(channel);
   const res = await fetch(`${base}${ingestPath}`, { method: 'POST', headers: { 'content-type': 'application/xml' }, body: xml });
   if (res.status !== 200) throw new Error(`ISAPI post failed: ${res.status}`);
   await res.text();

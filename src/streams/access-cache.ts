@@ -16,6 +16,8 @@ export interface UserAccess {
   /** The open binding of each visible device (a device has at most one open binding). */
   devices: ReadonlyMap<string, AudienceEntry>;
   loadedAt: number;
+  /** When it must be loaded again: `ttlMs` after loading, less up to a quarter (spreads the reloads). */
+  expiresAt: number;
 }
 
 export interface AccessCacheOptions {
@@ -24,7 +26,7 @@ export interface AccessCacheOptions {
   bus: EventBus;
   log: Logger;
   clock: () => Date;
-  /** An entry older than this is loaded again (default 30 s): bounds the damage of a lost invalidation. */
+  /** An entry is loaded again at the latest this long after it was loaded (default 30 s; 75-100 % of it, at random): bounds the damage of a lost invalidation. */
   ttlMs?: number;
   /** Users kept at most (default 50 000); the oldest are dropped first. */
   maxUsers?: number;
@@ -70,10 +72,12 @@ export function createAccessCache(opts: AccessCacheOptions) {
       const rows = await opts.load(userId);
       // Invalidated while loading: the rows may predate the change. Read again (a few times at most).
       if (genOf(userId) !== gen && attempt < 3) continue;
+      const loadedAt = opts.clock().getTime();
       const access: UserAccess = {
         bindings: new Map(rows.map((r) => [r.bindingId, r])),
         devices: new Map(rows.map((r) => [r.deviceId, r])),
-        loadedAt: opts.clock().getTime(),
+        loadedAt,
+        expiresAt: loadedAt + ttlMs * (0.75 + 0.25 * Math.random()),
       };
       if (genOf(userId) === gen) {
         entries.delete(userId);
@@ -87,7 +91,7 @@ export function createAccessCache(opts: AccessCacheOptions) {
   /** The user's access, from the cache when fresh; concurrent callers share one load. */
   function get(userId: string): Promise<UserAccess> | UserAccess {
     const cached = entries.get(userId);
-    if (cached && opts.clock().getTime() - cached.loadedAt < ttlMs) return cached;
+    if (cached && opts.clock().getTime() < cached.expiresAt) return cached;
     let pending = loading.get(userId);
     if (!pending) {
       pending = loadFresh(userId).finally(() => {

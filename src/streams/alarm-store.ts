@@ -259,7 +259,11 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
 
     /** Newest first: alarms the user may see (ALARMS), before `before` when given. */
     async pageForUser(userId: string, now: Date, before: AlarmCursor | null, filter: AlarmFilterSpec | null | undefined, limit: number): Promise<AlarmRow[]> {
-      const where: SQL[] = [inArray(alarms.bindingId, visibleBindings(userId, now, 'ALARMS')), belowHorizon, ...filterConditions(filter)];
+      // No horizon here: a newest-first list must show an alarm the moment it is acked (the horizon is
+      // cluster-wide, so any open write transaction would hide it). Paging downwards cannot skip a
+      // late commit either: it has a smaller cursor and turns up on a later page. Resuming forwards
+      // (replay) is what needs the horizon.
+      const where: SQL[] = [inArray(alarms.bindingId, visibleBindings(userId, now, 'ALARMS')), ...filterConditions(filter)];
       if (before) where.push(sql`(${alarms.xid}, ${alarms.seq}) < (${before.xid}::bigint, ${before.seq}::bigint)`);
       return db
         .select()

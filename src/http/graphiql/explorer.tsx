@@ -151,7 +151,7 @@ function SignInBar({ session, onSession }: { session: Session | null; onSession(
           {message}
         </span>
       )}
-      {!message && <span className="vigil-hint">Not signed in: queries run anonymously, subscriptions need a sign-in.</span>}
+      {!message && <span className="vigil-hint">Not signed in: subscriptions, your data and (in production) the docs need a sign-in.</span>}
     </form>
   );
 }
@@ -164,7 +164,6 @@ function Explorer() {
   // A new identity (sign-in, sign-out, another key) gets a new fetcher: GraphiQL then
   // introspects again (production hides the schema from anonymous callers).
   const identity = session ? `${session.kind}:${session.label}` : 'anonymous';
-  // eslint-disable-next-line react-hooks/exhaustive-deps -- rebuilt per identity on purpose
   const { fetcher, ws } = useMemo(() => createFetcher(token), [identity]);
   useEffect(() => () => void ws.dispose(), [ws]);
 

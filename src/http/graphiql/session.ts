@@ -105,8 +105,9 @@ export async function signInWithKey(key: string): Promise<SignInResult> {
   if (!token) return { ok: false, code: 'BAD_USER_INPUT', message: 'Paste an API key.' };
   const r = await post<{ me: UserLabel }>('query ExplorerMe { me { id email phone displayName } }', {}, token);
   if (!r.data?.me) return failure(r.errors);
-  const prefix = token.split('_').slice(0, 2).join('_');
-  return { ok: true, session: { kind: 'apiKey', accessToken: token, label: `${labelOf(r.data.me)} (key ${prefix}…)` } };
+  // API keys start with a public prefix (`vgk_` + 8 hex) worth showing; nothing else is shown.
+  const prefix = /^vgk_[0-9a-f]{8}/.exec(token)?.[0];
+  return { ok: true, session: { kind: 'apiKey', accessToken: token, label: `${labelOf(r.data.me)} (${prefix ? `key ${prefix}…` : 'pasted token'})` } };
 }
 
 /** Rotates the refresh token for a new access token; undefined when the session has ended. */
