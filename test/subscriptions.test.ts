@@ -25,6 +25,7 @@ import {
 } from './generated/graphql';
 import { alertXml, connectDevice, isapiPost, type TestDevice } from './helpers/alarms-fixtures';
 import { provisionAndBind, registerUser, type Provisioned, type TestUser } from './helpers/devices';
+import { requireServices } from './helpers/gateway-process';
 import { expectData, startApp, STRONG_PASSWORD, testClock, waitFor, type TestApp } from './helpers/harness';
 import { gauge, subscribe, subscriptionsRunning, wsClient, type TestWsClient } from './helpers/subscriptions';
 
@@ -199,6 +200,48 @@ describe('alarms', () => {
     assert.deepEqual((await resumed.received(100)).map((e) => e.alarms.id), ids);
     await settle(live, resumed);
   });
+
+  test(
+    'delivers live alarms in cursor order with no gap when transactions commit out of order',
+    { skip: requireServices({ postgres: true }) },
+    async () => {
+      const db = t.app.db.db;
+      const [binding] = await db.select({ id: tables.bindings.id }).from(tables.bindings).where(eq(tables.bindings.deviceId, one.device.id));
+      const row = () => {
+        const now = clock.now();
+        return { deviceId: one.device.id, bindingId: binding!.id, source: 'ws', channel: channel++, eventType: 'vmd', rawType: 'VMD', alarmType: 'MOTION', startedAt: now, receivedAt: now, lastPostAt: now, endedAt: now };
+      };
+      const c = client(owner.token);
+      const live = subscribe(c, AlarmCursorsDocument, {});
+      await subscriptionsRunning(t.app, 1);
+
+      // T1 inserts first (the smaller xid) and stays open; T2 inserts later and commits first.
+      let inserted!: () => void;
+      let release!: () => void;
+      const firstInserted = new Promise<void>((r) => (inserted = r));
+      const t1Release = new Promise<void>((r) => (release = r));
+      let early = '';
+      const t1 = db.transaction(async (tx) => {
+        [{ id: early }] = (await tx.insert(tables.alarms).values(row()).returning({ id: tables.alarms.id })) as [{ id: string }];
+        inserted();
+        await t1Release;
+      });
+      await firstInserted;
+      const [{ id: late }] = (await db.insert(tables.alarms).values(row()).returning({ id: tables.alarms.id })) as [{ id: string }];
+      t.app.bus.publish('alarm.created', { alarmId: late, deviceId: one.device.id, bindingId: binding!.id, cursor: 'announced' });
+      // Let the tailer read a few times while T1 holds the horizon back: the later row must wait.
+      let reads = 0;
+      const stop = t.app.db.observeStatements((sql) => void (sql.includes('pg_snapshot_xmin') && sql.includes('limit') && reads++));
+      await waitFor(() => reads >= 3, 5000, 'tailer reads while T1 is open');
+      stop();
+      assert.equal(live.events.length, 0, 'nothing delivered past the horizon');
+      release();
+      await t1;
+      const got = await live.received(2);
+      assert.deepEqual(got.map((e) => e.alarms.id), [early, late], 'the earlier transaction first, then the later one');
+      await settle(live);
+    },
+  );
 
   test('answers BAD_USER_INPUT when the cursor is not one we issued', async () => {
     const c = client(owner.token);

@@ -57,7 +57,7 @@ export interface OpenDbOptions {
 export async function openDb(options: OpenDbOptions): Promise<DbHandle> {
   if (options.databaseUrl) {
     const url = options.databaseUrl;
-    const client = postgres(url, { max: options.poolSize ?? 10, onnotice: () => {}, connection: { application_name: 'vigil' } });
+    const client = postgres(url, { max: options.poolSize ?? 10, onnotice: () => {}, connection: { application_name: 'vigil', statement_timeout: 30_000, idle_in_transaction_session_timeout: 60_000 } });
     const observers = statementObservers();
     const db = drizzlePostgres({ client, schema, casing, logger: observers.logger }) as unknown as Db;
     return {
