@@ -442,7 +442,13 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       const address = await fastify.listen({ port, host: config.host });
       url = address.replace('[::1]', '127.0.0.1');
       for (const w of workers) w.start();
-      log.info({ url, database: dbHandle.kind, bus: redis ? 'redis' : 'in-process', node: config.nodeId }, 'vigil gateway listening');
+      log.info(
+        { url, explorer: `${url}/graphiql`, database: dbHandle.kind, bus: redis ? 'redis' : 'in-process', node: config.nodeId },
+        'vigil gateway listening',
+      );
+      if (config.production && (!config.smtpUrl || !config.smsWebhookUrl)) {
+        log.warn({ smtp: !!config.smtpUrl, sms: !!config.smsWebhookUrl }, 'no SMTP_URL or SMS_WEBHOOK_URL: such messages go only to the log and DATA_DIR/outbox');
+      }
       return url;
     },
     async stop() {

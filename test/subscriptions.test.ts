@@ -8,6 +8,7 @@ import {
   AlarmCursorsDocument,
   AlarmEventsDocument,
   AlarmIdsDocument,
+  ChangePasswordDocument,
   CreateApiKeyDocument,
   DeviceStatusEventsDocument,
   GrantShareDocument,
@@ -26,7 +27,7 @@ import {
 import { alertXml, connectDevice, isapiPost, type TestDevice } from './helpers/alarms-fixtures';
 import { provisionAndBind, registerUser, type Provisioned, type TestUser } from './helpers/devices';
 import { requireServices } from './helpers/gateway-process';
-import { expectData, startApp, STRONG_PASSWORD, testClock, waitFor, type TestApp } from './helpers/harness';
+import { expectData, OTHER_STRONG_PASSWORD, startApp, STRONG_PASSWORD, testClock, waitFor, type TestApp } from './helpers/harness';
 import { gauge, subscribe, subscriptionsRunning, wsClient, type TestWsClient } from './helpers/subscriptions';
 
 type StatusEvent = DeviceStatusEventsSubscription['deviceStatus'];
@@ -425,7 +426,7 @@ describe('authorisation per event', () => {
 });
 
 describe('credentials', () => {
-  test('closes the socket with 4403 at once when its session is revoked, logged out or its API key revoked mid-stream', async () => {
+  test('closes the socket with 4403 at once when its session is revoked, logged out, ended by a password change or its API key revoked mid-stream', async () => {
     const user = await registerUser(t, 'sessions');
     const login = async () => expectData(await t.gql(LoginDocument, { input: { login: user.email, password: user.password } })).login;
     const [second, third] = [await login(), await login()];
@@ -447,7 +448,15 @@ describe('credentials', () => {
     await subscriptionsRunning(t.app, 1);
     const again = client(second!.accessToken);
     assert.equal((await again.closed).code, 4403);
-    await settle(...subs);
+
+    // A password change ends every other session of the account.
+    const fourth = client((await login()).accessToken);
+    const fourthSub = subscribe(fourth, DeviceStatusEventsDocument, {});
+    await subscriptionsRunning(t.app, 2);
+    expectData(await t.gql(ChangePasswordDocument, { currentPassword: user.password, newPassword: OTHER_STRONG_PASSWORD }, { token: user.token }));
+    assert.equal((await fourth.closed).code, 4403);
+    await subscriptionsRunning(t.app, 1);
+    await settle(...subs, fourthSub);
   });
 
   test('closes a socket whose session ended without an announcement at its first event after the re-check window', async () => {
