@@ -203,10 +203,12 @@ describe('nested fields', () => {
     expectData(small.result);
     // Session check + the page + one batch of shares (with grantees joined), whatever the page size.
     // (Authentication may add a once-a-minute lastUsedAt write; it is not the query's doing.)
-    const own = (statements: string[]) => statements.filter((q) => !/"sessions"/.test(q));
+    // Background loops (outbox delivery, sweepers, the alarm tail) share the pool and may run
+    // meanwhile: count only the read statements this query can have caused.
+    const own = (statements: string[]) =>
+      statements.filter((q) => /^\s*select/i.test(q) && !/for update|"sessions"|"outbox"|"leases"|"device_commands"|"alarms"|pg_snapshot/.test(q));
     assert.equal(own(big.statements).length, own(small.statements).length, big.statements.join('\n'));
-    assert.equal(own(big.statements).length, 2);
-    assert.ok(big.statements.length <= 4, `${big.statements.length} statements:\n${big.statements.join('\n')}`);
+    assert.equal(own(big.statements).length, 2, big.statements.join('\n'));
     console.log(`# devices(first: 50) { edges { node { shares { grantee { id } } } } }: ${big.statements.length} SQL statements`);
 
     // A grantee's view batches the same way and shows only its own share.
@@ -214,6 +216,6 @@ describe('nested fields', () => {
     const friendView = expectData(mineOnly.result);
     assert.ok(friendView.devices.edges.length >= 50);
     assert.ok(friendView.devices.edges.every((e) => e.node.role === 'SHARED' && e.node.shares.length === 1 && e.node.shares[0]!.grantee.id === friend.id));
-    assert.ok(mineOnly.statements.length <= 4);
+    assert.equal(own(mineOnly.statements).length, 2, mineOnly.statements.join("\n"));
   });
 });
