@@ -115,7 +115,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     // two reconnect attempts, then fails. Rate limits then fall back to this node's memory, publishes
     // are dropped (logged), subscriptions resume on reconnect; queries keep being served.
     const redisOptions = { keyPrefix: undefined, maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false } as const;
-    redis = new Redis(config.redisUrl, redisOptions);
+    // Rate limits fail fast while Redis is away (each node's memory then limits), so requests do not wait on it.
+    redis = new Redis(config.redisUrl, { ...redisOptions, enableOfflineQueue: false });
     const publish = new Redis(config.redisUrl, redisOptions);
     // No ready check (INFO) or CLIENT SETINFO on the subscriber: the bus SUBSCRIBEs at start-up, before the
     // connection is ready, and those commands then fail in subscriber mode and leave subscriptions deaf.

@@ -53,7 +53,7 @@ const envSchema = z.object({
   HTTP_RATE_PER_IP: positiveInt.default(1200),
   HTTP_RATE_PER_TOKEN: positiveInt.default(600),
   OPERATION_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(15_000),
-  WS_MESSAGES_PER_S: positiveInt.default(50),
+  WS_MESSAGES_PER_S: positiveInt.default(120),
   WS_MAX_CONNECTIONS_PER_USER: positiveInt.default(20),
   WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: positiveInt.default(50),
   WS_MAX_PENDING_EVENTS: positiveInt.default(1000),

@@ -253,6 +253,11 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
       async onSubscribe(ctx, id, payload) {
         const st = state.get(ctx.extra);
         if (!st) return [new GraphQLError('Not authenticated', { extensions: { code: 'UNAUTHENTICATED' } })];
+        // The credential may have ended since connection_init.
+        if (!(await credentialOpen(st))) {
+          closeConnection(st, WsCloseCode.Forbidden, 'Forbidden: credential ended', 'credential-ended');
+          return [new GraphQLError('Not authenticated', { extensions: { code: 'UNAUTHENTICATED' } })];
+        }
         if (st.active.size >= opts.maxSubscriptionsPerConnection) {
           return [new GraphQLError('Too many operations on this connection', { extensions: { code: 'QUERY_TOO_COMPLEX' } })];
         }
@@ -272,11 +277,6 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
         } catch (e) {
           if (e instanceof GraphQLError) return [e];
           throw e;
-        }
-        // The credential may have ended since connection_init.
-        if (!(await credentialOpen(st))) {
-          closeConnection(st, WsCloseCode.Forbidden, 'Forbidden: credential ended', 'credential-ended');
-          return [new GraphQLError('Not authenticated', { extensions: { code: 'UNAUTHENTICATED' } })];
         }
         st.active.add(id);
         const request = ctx.extra.request;
@@ -341,7 +341,7 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
       await busFeed.return?.();
       await server.dispose();
     },
-    /** Running subscriptions and shared executions on this node. */
-    subscriptionCount: () => fanout.groupCount(),
+    /** Shared executions (groups of identical subscriptions) on this node. */
+    groupCount: () => fanout.groupCount(),
   };
 }

@@ -99,12 +99,12 @@ export function subscribe<T, V>(c: TestWsClient, doc: TypedDocumentNode<T, V>, v
   return sub;
 }
 
-/** Reads a gauge of the app's metrics registry (0 when absent). */
-export async function gauge(app: App, name: string): Promise<number> {
+/** Reads a metric of the app's registry, summed over the series matching `labels` (0 when absent). */
+export async function gauge(app: App, name: string, labels: Record<string, string> = {}): Promise<number> {
   const metric = app.metrics.registry.getSingleMetric(name);
   if (!metric) return 0;
   const value = await metric.get();
-  return value.values.reduce((sum, v) => sum + v.value, 0);
+  return value.values.filter((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l)).reduce((sum, v) => sum + v.value, 0);
 }
 
 /** Waits until the app runs `n` subscriptions (each is registered with its streams by then). */
