@@ -246,11 +246,6 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         async didResolveOperation(rc) {
           label = operationLabel(rc);
         },
-        async didEncounterErrors(rc) {
-          for (const err of rc.errors) {
-            if (!err.extensions?.code && !err.path) continue;
-          }
-        },
         async willSendResponse(rc) {
           const seconds = Number(process.hrtime.bigint() - started) / 1e9;
           const body = rc.response.body;
