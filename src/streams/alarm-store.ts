@@ -274,39 +274,22 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
     },
 
     /**
-     * Oldest first: alarms the user may see after `after` (or from the beginning), for replay.
-     * A reader that keeps passing the last cursor it got never misses a row (see the cursor design above).
+     * Oldest first: alarms the user may see after `after` (or from the beginning), for replay;
+     * with `until`, only up to it (inclusive): the replay half of replay-then-live, whose live half
+     * (the node's tailer) delivers everything after `until`. A reader that keeps passing the last
+     * cursor it got never misses a row (see the cursor design above).
      */
-    async replayForUser(userId: string, now: Date, after: AlarmCursor | null, filter: AlarmFilterSpec | null | undefined, limit: number): Promise<AlarmRow[]> {
-      const where: SQL[] = [inArray(alarms.bindingId, visibleBindings(userId, now, 'ALARMS')), belowHorizon, ...filterConditions(filter)];
-      if (after) where.push(sql`(${alarms.xid}, ${alarms.seq}) > (${after.xid}::bigint, ${after.seq}::bigint)`);
-      return db
-        .select()
-        .from(alarms)
-        .where(and(...where))
-        .orderBy(asc(alarms.xid), asc(alarms.seq))
-        .limit(limit);
-    },
-
-    /**
-     * Like `replayForUser`, but only up to `until` (inclusive): the replay half of replay-then-live,
-     * whose live half (the node's tailer) delivers everything after `until`.
-     */
-    async replayForUserUntil(
+    async replayForUser(
       userId: string,
       now: Date,
       after: AlarmCursor | null,
-      until: AlarmCursor,
       filter: AlarmFilterSpec | null | undefined,
       limit: number,
+      until?: AlarmCursor,
     ): Promise<AlarmRow[]> {
-      const where: SQL[] = [
-        inArray(alarms.bindingId, visibleBindings(userId, now, 'ALARMS')),
-        belowHorizon,
-        sql`(${alarms.xid}, ${alarms.seq}) <= (${until.xid}::bigint, ${until.seq}::bigint)`,
-        ...filterConditions(filter),
-      ];
+      const where: SQL[] = [inArray(alarms.bindingId, visibleBindings(userId, now, 'ALARMS')), belowHorizon, ...filterConditions(filter)];
       if (after) where.push(sql`(${alarms.xid}, ${alarms.seq}) > (${after.xid}::bigint, ${after.seq}::bigint)`);
+      if (until) where.push(sql`(${alarms.xid}, ${alarms.seq}) <= (${until.xid}::bigint, ${until.seq}::bigint)`);
       return db
         .select()
         .from(alarms)

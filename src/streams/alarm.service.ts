@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { requireCaller, type Caller } from '../accounts/caller';
+import type { GranteeView } from '../devices/device.model';
 import { ALARM_TYPES, type AlarmType } from '../devices/alarm-type';
 import { CommonError } from '../lib/domain-error';
 import { isUuid, parseInput } from '../lib/validate';
@@ -36,16 +37,9 @@ export interface AlarmPage {
 /**
  * Who acknowledged an alarm, as other viewers of the alarm may see them: id and display name
  * (email and phone only when it is the caller); `createdAt` is the acknowledgement's time, not
- * the account's, and `totpEnabled` is always false.
+ * the account's, and `totpEnabled` is always false: the same card a share's owner sees of a grantee.
  */
-export interface AcknowledgerView {
-  id: string;
-  email: string | null;
-  phone: string | null;
-  displayName: string | null;
-  totpEnabled: false;
-  createdAt: Date;
-}
+export type AcknowledgerView = GranteeView;
 
 export const MAX_ALARM_PAGE = 100;
 const DEFAULT_PAGE = 50;

@@ -38,7 +38,7 @@ export interface LiveServiceDeps {
   log: Logger;
   tailer: Pick<AlarmTailer, 'register'>;
   access: Pick<AccessCache, 'canSeeBinding' | 'canSeeDevice'>;
-  store: Pick<AlarmStore, 'replayForUserUntil'>;
+  store: Pick<AlarmStore, 'replayForUser'>;
   alarms: Pick<AlarmService, 'toView'>;
   /**
    * Undelivered live events one subscription may hold (default 1000). Beyond it, deviceStatus
@@ -193,7 +193,7 @@ export function createLiveService(deps: LiveServiceDeps) {
       let until: AlarmCursor | null = after && isBefore(after, reg.position) ? reg.position : null;
       while (!stopped) {
         if (until && isBefore(pos, until)) {
-          const rows = await store.replayForUserUntil(c.userId, clock(), pos, until, filter, replayPage);
+          const rows = await store.replayForUser(c.userId, clock(), pos, filter, replayPage, until);
           for (const r of rows) {
             if (stopped) return;
             pos = cursorOfRow(r);
