@@ -8,6 +8,7 @@ import { fastifyApolloDrainPlugin, fastifyApolloHandler } from '@as-integrations
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
+import { Counter } from 'prom-client';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { accessTokenSigner, deriveSecretKey, loadSigningKey } from './accounts/access-tokens';
 import { createApiKeyService } from './accounts/api-key.service';
@@ -24,6 +25,7 @@ import { loadAdminToken, registerAdminRoutes } from './http/admin.routes';
 import { edgePlugin, limitRules, withinTokenLimit } from './http/graphql-edge';
 import { registerGraphiqlRoutes } from './http/graphiql.routes';
 import { formatGraphqlError } from './http/graphql-errors';
+import { jitGateway } from './http/jit-executor';
 import { serveGraphqlWs } from './http/graphql-ws';
 import { createMetrics, type Metrics } from './http/metrics';
 import { limiterFactory } from './lib/rate-limit';
@@ -50,6 +52,8 @@ export interface AppOverrides {
   deviceCommands?: DeviceCommands;
   /** Device-channel timings (tests shorten them). Defaults: hello 5000 ms, heartbeat 30 s, sweep every 5000 ms. */
   deviceTimings?: { helloTimeoutMs?: number; heartbeatSeconds?: number; sweepIntervalMs?: number };
+  /** Replaces services after they are built (benchmarks serve in-memory data through the real stack). */
+  services?: (built: Services) => Services;
 }
 
 export interface App {
@@ -98,6 +102,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const metrics = createMetrics();
 
   const dbHandle = await openDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  // Statements per unit of work (benchmarks divide it by heartbeats, posts); BEGIN/COMMIT not counted.
+  const dbStatements = new Counter({ name: 'vigil_db_statements_total', help: 'SQL statements sent to the database by this node', registers: [metrics.registry] });
+  dbHandle.observeStatements(() => dbStatements.inc());
   let migrated = false;
   const closers: Array<() => Promise<void>> = [() => dbHandle.close()];
   try {
@@ -175,7 +182,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     onOutbox: delivery.kick,
   });
   workers.push(passwordReset.worker);
-  const alarmStore = createAlarmStore({ db, clock, bus, log, quietEndS: config.alarmQuietEndS });
+  const alarmStore = createAlarmStore({ db, clock, bus, log, quietEndS: config.alarmQuietEndS, prepared: dbHandle.prepared });
   const registry = createDeviceRegistry({
     db,
     clock,
@@ -218,7 +225,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     { start: () => accessCache.start(), stop: () => accessCache.stop() },
     { start: () => live.start(), stop: () => live.stop() },
   );
-  const services: Services = { auth, totp, apiKeys, passwordReset, devices, alarms, live };
+  const builtServices: Services = { auth, totp, apiKeys, passwordReset, devices, alarms, live };
+  const services = overrides.services ? overrides.services(builtServices) : builtServices;
 
   const schema = await buildGraphqlSchema();
   const fastify = Fastify({
@@ -264,7 +272,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   };
 
   const apollo = new ApolloServer<GraphqlContext>({
-    schema,
+    // jit: a gateway whose executor runs compiled queries (src/http/jit-executor.ts); same schema either way.
+    ...(config.graphqlExecutor === 'jit'
+      ? { gateway: jitGateway(schema, 'jit', { onFallback: (operationName, reason) => log.warn({ operationName, reason }, 'graphql-jit could not compile; using graphql-js') }) }
+      : { schema }),
     // Always on here; edgePlugin closes it to anonymous callers in production.
     introspection: true,
     validationRules: [...limitRules],
@@ -291,7 +302,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
 
   const contextFor = async (request: { headers: Record<string, string | string[] | undefined>; ip: string; id: string }): Promise<GraphqlContext> => {
     const authorization = request.headers.authorization;
-    const caller = await auth.authenticate(typeof authorization === 'string' ? authorization : undefined);
+    const caller = await services.auth.authenticate(typeof authorization === 'string' ? authorization : undefined);
     return {
       caller,
       meta: { ip: request.ip, userAgent: typeof request.headers['user-agent'] === 'string' ? request.headers['user-agent'] : null },

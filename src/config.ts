@@ -61,6 +61,7 @@ const envSchema = z.object({
   WS_MAX_BUFFERED_BYTES: positiveInt.default(1024 * 1024),
   WS_INIT_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
   WS_GROUPING: z.enum(['true', 'false', '1', '0']).default('true').transform((v) => v === 'true' || v === '1'),
+  GRAPHQL_EXECUTOR: z.enum(['jit', 'graphql-js']).default('jit'),
   TRUST_PROXY: z.enum(['true', 'false', '1', '0']).default('false').transform((v) => v === 'true' || v === '1'),
 });
 
@@ -120,6 +121,8 @@ export interface Config {
   trustProxy: boolean;
   /** Identical subscriptions of one caller share one execution per event (off only to measure it). */
   wsGrouping: boolean;
+  /** How HTTP queries execute: compiled by graphql-jit (default), or graphql-js's interpreter. */
+  graphqlExecutor: 'jit' | 'graphql-js';
   accessTokenTtlS: number;
   refreshTokenTtlS: number;
   alarmQuietEndS: number;
@@ -181,6 +184,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     trustProxy: e.TRUST_PROXY,
     wsGrouping: e.WS_GROUPING,
+    graphqlExecutor: e.GRAPHQL_EXECUTOR,
     accessTokenTtlS: e.ACCESS_TOKEN_TTL_S,
     refreshTokenTtlS: e.REFRESH_TOKEN_TTL_S,
     alarmQuietEndS: e.ALARM_QUIET_END_S,

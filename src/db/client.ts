@@ -28,6 +28,12 @@ export interface DbHandle {
    * e.g. counting the statements one GraphQL request costs.
    */
   observeStatements(listener: (sql: string) => void): () => void;
+  /**
+   * Runs one statement of fixed text with positional parameters (arrays welcome) as a prepared
+   * statement: parsed once per connection, then one round trip per call. For hot paths that
+   * bypass the query builder; rows come back as the driver gives them (snake_case columns).
+   */
+  prepared(text: string, params: unknown[]): Promise<Array<Record<string, unknown>>>;
 }
 
 /** drizzle's logger hook fanned out to whoever observes; costs one empty loop when no one does. */
@@ -35,6 +41,7 @@ function statementObservers() {
   const listeners = new Set<(sql: string) => void>();
   return {
     logger: { logQuery: (query: string) => listeners.forEach((l) => l(query)) },
+    notify: (query: string) => listeners.forEach((l) => l(query)),
     observeStatements(listener: (sql: string) => void) {
       listeners.add(listener);
       return () => void listeners.delete(listener);
@@ -63,6 +70,7 @@ export async function openDb(options: OpenDbOptions): Promise<DbHandle> {
     return {
       db,
       observeStatements: observers.observeStatements,
+      prepared: (text, params) => (observers.notify(text), client.unsafe(text, params as never[], { prepare: true }) as unknown as Promise<Array<Record<string, unknown>>>),
       kind: 'postgres',
       async migrate() {
         // Its own single connection, so the migrator's advisory work never shares a pooled session.
@@ -95,6 +103,7 @@ export async function openDb(options: OpenDbOptions): Promise<DbHandle> {
   return {
     db,
     observeStatements: observers.observeStatements,
+    prepared: async (text, params) => (observers.notify(text), await client.query<Record<string, unknown>>(text, params)).rows,
     kind: 'pglite',
     async migrate() {
       await migratePglite(drizzlePglite({ client, casing }), { migrationsFolder });

@@ -70,6 +70,12 @@ export interface RegistryOptions {
   frameBurst?: number;
   /** How often the sweeper runs (on the node holding its lease). Default 5000 ms. */
   sweepIntervalMs?: number;
+  /**
+   * Heartbeats are recorded in batches: one statement per this many ms for every connection that
+   * beat. Default a quarter of the heartbeat period, at most 1000 ms (far inside the 2.5 periods
+   * of silence the sweeper waits for).
+   */
+  heartbeatFlushMs?: number;
   /** A command without a result is delivered again after this long. Default 30 s. */
   commandRedeliverMs?: number;
   /** Undelivered commands expire after this long. Default 24 h. */
@@ -124,6 +130,11 @@ interface LiveConnection {
   teardown: () => Promise<void>;
 }
 
+/** The one heartbeat frame devices send, byte for byte: recognised without JSON.parse and zod. */
+const HEARTBEAT_FRAME = '{"type":"heartbeat"}';
+/** Rows per heartbeat statement at most. */
+const HEARTBEAT_BATCH_ROWS = 5000;
+
 /**
  * The device-connection registry: who is online, since when, on which node, and the door through
  * which commands reach devices. Transport-free: `open(connection)` runs the device protocol of
@@ -136,8 +147,11 @@ interface LiveConnection {
  * - The newest connection of a serial wins on any node: its hello records its connection id; the
  *   node holding the old one closes it with 4409 when told over the bus (`device.replaced`), and
  *   at the latest on the old connection's next heartbeat, which no longer matches.
- * - A node that dies without closing stops refreshing its devices' lastSeenAt; the sweeper (one
- *   node at a time, under a lease) marks them OFFLINE after 2.5 heartbeats.
+ * - Heartbeats are recorded in batches (one statement per node per flush, default every second),
+ *   never later than a second after they arrive, so the sweeper's 2.5 periods stay correct.
+ * - A node that dies without closing stops refreshing its devices' lastSeenAt (its unflushed
+ *   heartbeats die with it); the sweeper (one node at a time, under a lease) marks them OFFLINE
+ *   after 2.5 heartbeats.
  * - Commands are stored, then delivered at least once by the node holding the device's
  *   connection: on the bus nudge, on hello and on heartbeats; the device answers with `result`.
  */
@@ -154,6 +168,7 @@ export function createDeviceRegistry(opts: RegistryOptions) {
   const redeliverMs = opts.commandRedeliverMs ?? 30_000;
   const commandTtlMs = opts.commandTtlMs ?? 24 * 3600_000;
   const helloFailures = opts.limiters?.create('device-hello-failures', 30, 60);
+  const heartbeatFlushMs = opts.heartbeatFlushMs ?? Math.min(1000, heartbeatSeconds * 250);
 
   /** Connections this node holds, by connection id and by device. */
   const live = new Map<string, LiveConnection>();
@@ -200,6 +215,66 @@ export function createDeviceRegistry(opts: RegistryOptions) {
     void lc.teardown();
   }
 
+  /** Heartbeats not recorded yet, by connection id (the latest one of each connection). */
+  let beats = new Map<string, { lc: LiveConnection; at: Date }>();
+  let flushTimer: NodeJS.Timeout | undefined;
+  let flushing: Promise<void> | undefined;
+
+  function recordHeartbeat(lc: LiveConnection) {
+    beats.set(lc.connectionId, { lc, at: clock() });
+    if (!flushTimer && !stopping) flushTimer = setTimeout(() => void flushHeartbeats(), heartbeatFlushMs).unref();
+  }
+
+  /** Records every queued heartbeat now (one statement per 5,000); resolves when done. Flushes never overlap. */
+  async function flushHeartbeats(): Promise<void> {
+    if (flushTimer) clearTimeout(flushTimer);
+    flushTimer = undefined;
+    while (flushing) await flushing;
+    if (beats.size === 0) return;
+    const batch = [...beats.values()].filter((b) => live.get(b.lc.connectionId) === b.lc);
+    beats = new Map();
+    if (batch.length === 0) return;
+    const run = (async () => {
+      try {
+        for (let i = 0; i < batch.length; i += HEARTBEAT_BATCH_ROWS) await recordBatch(batch.slice(i, i + HEARTBEAT_BATCH_ROWS));
+      } catch (err) {
+        log.error({ err }, 'heartbeat flush failed');
+      }
+    })();
+    flushing = run;
+    await run;
+    if (flushing === run) flushing = undefined;
+  }
+
+  async function recordBatch(batch: Array<{ lc: LiveConnection; at: Date }>) {
+    const now = clock();
+    let outcomes: Map<string, store.HeartbeatOutcome>;
+    try {
+      outcomes = await store.touchConnections(
+        db,
+        batch.map((b) => ({ deviceId: b.lc.deviceId, connectionId: b.lc.connectionId, at: b.at })),
+        nodeId,
+        now,
+        new Date(now.getTime() - redeliverMs),
+      );
+    } catch (err) {
+      // Kept for the next flush (unless a newer heartbeat of the same connection is queued by then).
+      log.warn({ err, heartbeats: batch.length }, 'could not record heartbeats; retrying');
+      for (const b of batch) if (!beats.has(b.lc.connectionId)) beats.set(b.lc.connectionId, b);
+      if (!flushTimer && !stopping) flushTimer = setTimeout(() => void flushHeartbeats(), heartbeatFlushMs).unref();
+      return;
+    }
+    for (const { lc, at } of batch) {
+      const o = outcomes.get(lc.connectionId);
+      if (!o || o.state === 'replaced') {
+        closeReplaced(lc.connectionId);
+        continue;
+      }
+      if (o.state === 'revived') publishStatus(lc.deviceId, 'ONLINE', at);
+      if (o.commands) void deliverCommands(lc);
+    }
+  }
+
   async function listen<T>(it: AsyncIterable<T> & { return?: () => unknown }, topic: string, handle: (payload: T) => void) {
     subscriptions.push(it);
     try {
@@ -236,8 +311,9 @@ export function createDeviceRegistry(opts: RegistryOptions) {
     // Timers never keep the process alive on their own: the transport does.
     const helloTimer = setTimeout(() => closeWith(CloseCode.Timeout, 'no hello in time'), helloTimeoutMs).unref();
     const armIdle = () => {
-      if (idleTimer) clearTimeout(idleTimer);
-      idleTimer = setTimeout(() => closeWith(CloseCode.Timeout, 'heartbeat timeout'), silenceMs).unref();
+      // refresh() reschedules the same timer: no allocation per frame.
+      if (idleTimer) idleTimer.refresh();
+      else idleTimer = setTimeout(() => closeWith(CloseCode.Timeout, 'heartbeat timeout'), silenceMs).unref();
     };
 
     const teardown = (): Promise<void> => {
@@ -267,8 +343,9 @@ export function createDeviceRegistry(opts: RegistryOptions) {
     opened.add(entry);
 
     async function hello(f: z.infer<typeof helloFrame>) {
-      if (helloFailures && (await helloFailures.blockedFor(info.ip)) > 0) return closeWith(CloseCode.BadCredentials, 'bad serial or key');
-      const device = await store.deviceBySerial(db, f.serial);
+      // Both lookups at once: a hello waits for one round trip, not two.
+      const [blockedS, device] = await Promise.all([helloFailures?.blockedFor(info.ip) ?? 0, store.deviceBySerial(db, f.serial)]);
+      if (blockedS > 0) return closeWith(CloseCode.BadCredentials, 'bad serial or key');
       // Hash either way, so an unknown serial costs what a wrong key does.
       const presented = sha256(f.key);
       if (!device || !safeEqual(presented, device.deviceKeyHash)) {
@@ -290,16 +367,10 @@ export function createDeviceRegistry(opts: RegistryOptions) {
       if (closed) return; // the teardown (queued behind this hello) releases the claim
       conn.send(JSON.stringify({ type: 'welcome', heartbeatSeconds, bound: claim.bound }));
       log.debug({ deviceId: device.id, connectionId, ip: info.ip }, 'device connected');
+      // Most hellos find no command waiting: then neither statement is needed.
+      if (!claim.commands) return;
       await store.supersedeStaleUnbinds(db, device.id, now);
       void deliverCommands(lc);
-    }
-
-    async function heartbeat(current: LiveConnection) {
-      const now = clock();
-      const r = await store.touchConnection(db, current.deviceId, connectionId, nodeId, now, new Date(now.getTime() - redeliverMs));
-      if (r.state === 'replaced') return closeReplaced(connectionId);
-      if (r.state === 'revived') publishStatus(current.deviceId, 'ONLINE', now);
-      if (r.commands) void deliverCommands(current);
     }
 
     async function event(current: LiveConnection, f: z.infer<typeof eventFrame>) {
@@ -343,7 +414,7 @@ export function createDeviceRegistry(opts: RegistryOptions) {
       armIdle();
       switch (frame.type) {
         case 'heartbeat':
-          return heartbeat(lc);
+          return recordHeartbeat(lc);
         case 'event':
           return event(lc, frame);
         case 'result':
@@ -362,6 +433,11 @@ export function createDeviceRegistry(opts: RegistryOptions) {
       if (tokens < 1) return closeWith(CloseCode.BadFrame, 'too many frames');
       tokens -= 1;
       if (isBinary) return closeWith(CloseCode.BadFrame, 'binary frames are not accepted');
+      // The common frame, once welcomed and with nothing queued before it: no parse, no queue.
+      if (data === HEARTBEAT_FRAME && lc && pending === 0) {
+        armIdle();
+        return recordHeartbeat(lc);
+      }
       if (Buffer.byteLength(data) > maxFrameBytes) return closeWith(CloseCode.BadFrame, 'frame too large');
       let parsed: Frame;
       try {
@@ -473,6 +549,9 @@ export function createDeviceRegistry(opts: RegistryOptions) {
     /** Connections this node holds after hello. */
     connectionCount: () => live.size,
 
+    /** Records the heartbeats queued so far now, rather than at the next flush (tests, shutdown). */
+    flushHeartbeats,
+
     /**
      * Starts the bus listeners and the sweeper. Connections a previous process left behind are not
      * cleared here (two processes may share a NODE_ID by mistake): their devices reconnect and
@@ -503,6 +582,11 @@ export function createDeviceRegistry(opts: RegistryOptions) {
     /** Closes every device connection (1001), records them OFFLINE, stops the sweeper and the listeners. */
     async stop() {
       stopping = true;
+      if (flushTimer) clearTimeout(flushTimer);
+      flushTimer = undefined;
+      // Every connection is released below; queued heartbeats no longer matter.
+      beats.clear();
+      await flushing;
       const all = [...opened];
       for (const o of all) o.conn.close(CloseCode.GoingAway, 'gateway shutting down');
       await Promise.allSettled(all.map((o) => o.teardown()));

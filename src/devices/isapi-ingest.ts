@@ -236,13 +236,15 @@ export function isapiIngest(opts: IsapiIngestOptions) {
 
       const kind = classifyAlert(alert);
       try {
+        // Independent writes: the alarm's group commit and the liveness touch run side by side.
+        const seen = opts.registry.recordIsapiSeen(deviceId, kind === 'heartbeat');
         if (kind === 'alarm') {
-          const { outcome } = await opts.alarms.record(deviceId, toPost(alert, imageCount));
+          const [{ outcome }] = await Promise.all([opts.alarms.record(deviceId, toPost(alert, imageCount)), seen]);
           count(outcome);
         } else {
+          await seen;
           count(kind);
         }
-        await opts.registry.recordIsapiSeen(deviceId, kind === 'heartbeat');
       } catch (err) {
         count('unavailable');
         log.error({ err, deviceId }, 'could not store an ISAPI post');

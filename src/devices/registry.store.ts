@@ -28,72 +28,99 @@ export interface Claim {
   /** The connection this one replaced, if any (maybe on another node, maybe on a dead one). */
   replaced: { connectionId: string; nodeId: string | null } | null;
   bound: boolean;
+  /** Unfinished, unexpired commands wait for the device (delivered or not): supersede stale ones, then deliver. */
+  commands: boolean;
 }
 
-/** Makes `connectionId` on `nodeId` the device's one connection (newest wins), in one locked transaction. */
+/**
+ * Makes `connectionId` on `nodeId` the device's one connection (newest wins), in one statement:
+ * the row is locked by the FOR UPDATE subquery, which also yields the values from before the
+ * update (a concurrent claim waits for the lock and then sees this one's connection as replaced).
+ */
 export async function claimConnection(db: Db, deviceId: string, c: { connectionId: string; nodeId: string; now: Date; firmware: string | null }): Promise<Claim> {
-  return db.transaction(async (tx) => {
-    const [before] = await tx
-      .select({ online: devices.online, connectionId: devices.connectionId, nodeId: devices.nodeId })
-      .from(devices)
-      .where(eq(devices.id, deviceId))
-      .for('update');
-    if (!before) throw new Error(`device ${deviceId} vanished`);
-    await tx
-      .update(devices)
-      .set({
-        online: true,
-        lastSeenAt: c.now,
-        heartbeats: true,
-        nodeId: c.nodeId,
-        connectionId: c.connectionId,
-        ...(c.firmware ? { firmware: c.firmware } : {}),
-      })
-      .where(eq(devices.id, deviceId));
-    const [binding] = await tx
-      .select({ id: bindings.id })
-      .from(bindings)
-      .where(and(eq(bindings.deviceId, deviceId), isNull(bindings.endedAt)))
-      .limit(1);
-    return {
-      cameOnline: !before.online,
-      replaced: before.connectionId && before.connectionId !== c.connectionId ? { connectionId: before.connectionId, nodeId: before.nodeId } : null,
-      bound: !!binding,
-    };
-  });
+  const before = db
+    .select({ id: devices.id, online: devices.online, connectionId: devices.connectionId, nodeId: devices.nodeId })
+    .from(devices)
+    .where(eq(devices.id, deviceId))
+    .for('update')
+    .as('before');
+  const [row] = await db
+    .update(devices)
+    .set({
+      online: true,
+      lastSeenAt: c.now,
+      heartbeats: true,
+      nodeId: c.nodeId,
+      connectionId: c.connectionId,
+      ...(c.firmware ? { firmware: c.firmware } : {}),
+    })
+    .from(before)
+    .where(eq(devices.id, before.id))
+    .returning({
+      wasOnline: before.online,
+      previousConnectionId: before.connectionId,
+      previousNodeId: before.nodeId,
+      bound: sql<boolean>`exists (select 1 from bindings b where b.device_id = devices.id and b.ended_at is null)`,
+      commands: sql<boolean>`exists (select 1 from device_commands dc where dc.device_id = devices.id and dc.completed_at is null and dc.expires_at > ${iso(c.now)})`,
+    });
+  if (!row) throw new Error(`device ${deviceId} vanished`);
+  return {
+    cameOnline: !row.wasOnline,
+    replaced: row.previousConnectionId && row.previousConnectionId !== c.connectionId ? { connectionId: row.previousConnectionId, nodeId: row.previousNodeId } : null,
+    bound: row.bound,
+    commands: row.commands,
+  };
 }
 
 /** A pending-command probe for RETURNING clauses: commands to (re)deliver now. Qualified by hand: drizzle leaves columns bare in RETURNING. */
 const pendingCommands = (now: Date, redeliverBefore: Date) =>
   sql<boolean>`exists (select 1 from device_commands dc where dc.device_id = devices.id and dc.completed_at is null and dc.expires_at > ${iso(now)} and (dc.delivered_at is null or dc.delivered_at < ${iso(redeliverBefore)}))`;
 
+/** One heartbeat received on `connectionId` at `at`. */
+export interface Heartbeat {
+  deviceId: string;
+  connectionId: string;
+  at: Date;
+}
+
 /**
- * A heartbeat on `connectionId`: `ok` (still its connection), `revived` (the sweeper had marked it
+ * What a heartbeat found: `ok` (still its connection), `revived` (the sweeper had marked it
  * OFFLINE; it is ONLINE again) or `replaced` (a newer connection took over: close this one).
  * `commands` tells whether commands wait for delivery.
  */
-export async function touchConnection(
-  db: Db,
-  deviceId: string,
-  connectionId: string,
-  nodeId: string,
-  now: Date,
-  redeliverBefore: Date,
-): Promise<{ state: 'ok' | 'revived' | 'replaced'; commands: boolean }> {
-  const mine = and(eq(devices.id, deviceId), eq(devices.connectionId, connectionId));
-  const [ok] = await db
+export interface HeartbeatOutcome {
+  state: 'ok' | 'revived' | 'replaced';
+  commands: boolean;
+}
+
+/**
+ * Records many heartbeats (at most one per connection) in one statement, two when some device
+ * was swept OFFLINE meanwhile: lastSeenAt moves to each heartbeat's time. Outcomes by connection id.
+ */
+export async function touchConnections(db: Db, beats: readonly Heartbeat[], nodeId: string, now: Date, redeliverBefore: Date): Promise<Map<string, HeartbeatOutcome>> {
+  const out = new Map<string, HeartbeatOutcome>();
+  if (beats.length === 0) return out;
+  // One parameter however many rows: the batch travels as JSON and becomes a relation in the database.
+  const rows = JSON.stringify(beats.map((b) => ({ device_id: b.deviceId, connection_id: b.connectionId, at: b.at.toISOString() })));
+  const seen = sql`jsonb_to_recordset(${rows}::jsonb) as seen(device_id uuid, connection_id text, at timestamptz)`;
+  const mine = (online: boolean) => sql`${devices.id} = seen.device_id and ${devices.connectionId} = seen.connection_id and ${devices.online} = ${online}`;
+  const refreshed = await db
     .update(devices)
-    .set({ lastSeenAt: now })
-    .where(and(mine, eq(devices.online, true)))
-    .returning({ commands: pendingCommands(now, redeliverBefore) });
-  if (ok) return { state: 'ok', commands: ok.commands };
-  const [revived] = await db
+    .set({ lastSeenAt: sql`greatest(${devices.lastSeenAt}, seen.at)` })
+    .from(seen)
+    .where(mine(true))
+    .returning({ connectionId: sql<string>`seen.connection_id`, commands: pendingCommands(now, redeliverBefore) });
+  for (const r of refreshed) out.set(r.connectionId, { state: 'ok', commands: r.commands });
+  if (out.size === beats.length) return out;
+  const revived = await db
     .update(devices)
-    .set({ lastSeenAt: now, online: true, nodeId })
-    .where(and(mine, eq(devices.online, false)))
-    .returning({ commands: pendingCommands(now, redeliverBefore) });
-  if (revived) return { state: 'revived', commands: revived.commands };
-  return { state: 'replaced', commands: false };
+    .set({ lastSeenAt: sql`seen.at`, online: true, nodeId })
+    .from(seen)
+    .where(mine(false))
+    .returning({ connectionId: sql<string>`seen.connection_id`, commands: pendingCommands(now, redeliverBefore) });
+  for (const r of revived) out.set(r.connectionId, { state: 'revived', commands: r.commands });
+  for (const b of beats) if (!out.has(b.connectionId)) out.set(b.connectionId, { state: 'replaced', commands: false });
+  return out;
 }
 
 /** The connection ended: true when that made the device OFFLINE (it was still its connection, and online). */

@@ -75,6 +75,21 @@ interface ConnectionState {
 const credentialOf = (c: Caller) => (c.kind === 'session' ? `s:${c.sessionId}` : `k:${c.apiKeyId}`);
 /** Subscribers with the same key see the same events: same user, and for API keys the same scopes. */
 const visibilityOf = (c: Caller) => (c.kind === 'session' ? `u:${c.userId}` : `u:${c.userId}:k:${[...c.scopes].sort().join(',')}`);
+const CLOSE_BRACE = Buffer.from('}');
+const MAX_REMEMBERED_CREDENTIALS = 10_000;
+
+/** A bearer JWT's `exp` in ms; Infinity for anything else (API keys are checked by the bus and the re-check). */
+function jwtExpiryMs(authorization: string): number {
+  const token = authorization.replace(/^Bearer\s+/i, '').trim();
+  const parts = token.split('.');
+  if (parts.length !== 3) return Infinity;
+  try {
+    const exp = (JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as { exp?: unknown }).exp;
+    return typeof exp === 'number' ? exp * 1000 : 0;
+  } catch {
+    return 0;
+  }
+}
 /** Sessions and keys announced as ended are refused this long, even before the revoking transaction commits. */
 const ENDED_MEMORY_MS = 2 * 60_000;
 
@@ -117,7 +132,8 @@ function groupKey(operation: OperationDefinitionNode, caller: Caller, payload: {
  *   `maxBufferedBytes` unsent, or a subscription whose `maxPendingPerSubscription` queue stays
  *   full for `slowConsumerMs` (a shorter burst only slows its group down).
  * - Fan-out: subscriptions without `after` that share document, variables, operation name and
- *   caller visibility execute once per event for all of them (src/http/subscription-fanout.ts).
+ *   caller visibility execute once per event for all of them, and the result is serialised once
+ *   and written to each socket as its `next` frame (src/http/subscription-fanout.ts, `directNext`).
  */
 export function serveGraphqlWs(opts: GraphqlWsOptions) {
   const { schema, services, log, bus } = opts;
@@ -131,7 +147,7 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
   const byCredential = new Map<string, Set<ConnectionState>>();
   const perUser = new Map<string, number>();
   const endedRecently = new Map<string, number>();
-  const groupKeys = new WeakMap<object, { key: string | null; conn: ConnectionState }>();
+  const groupKeys = new WeakMap<object, { key: string | null; conn: ConnectionState; id: string }>();
   const formatted = new WeakMap<ExecutionResult, FormattedExecutionResult>();
 
   const subscriptionsGauge = new Gauge({ name: 'vigil_graphql_subscriptions', help: 'Running GraphQL subscriptions on this node', registers: [opts.metrics.registry] });
@@ -203,6 +219,54 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
     return st.verifying;
   }
 
+  /**
+   * The group's shared bytes as this subscription's `next` frame, written to the socket at once:
+   * what graphql-ws's emit.next would send after `onNext`, without executing or stringifying per
+   * socket. The same checks as `onNext`, when they can be made synchronously; otherwise false, and
+   * the result goes through graphql-ws (and `onNext`).
+   */
+  function directNext(st: ConnectionState, id: string): (serialised: Buffer) => boolean {
+    const prefix = Buffer.from(`{"id":${JSON.stringify(id)},"type":"next","payload":`);
+    return (serialised) => {
+      const socket = st.socket;
+      // Closing: graphql-ws would send nothing either.
+      if (st.closed || socket.readyState !== socket.OPEN) return true;
+      if (wasEnded(st.credential)) {
+        closeConnection(st, WsCloseCode.Forbidden, 'Forbidden: credential ended', 'credential-ended');
+        return true;
+      }
+      // Due for a re-read of the credential: the queued path awaits it.
+      if (opts.clock().getTime() - st.verifiedAt >= recheckMs) return false;
+      if (socket.bufferedAmount > maxBufferedBytes) {
+        closeConnection(st, WsCloseCode.TryAgainLater, 'Slow consumer: resume with your last cursor', 'slow-consumer');
+        return true;
+      }
+      socket.send(Buffer.concat([prefix, serialised, CLOSE_BRACE], prefix.length + serialised.length + 1), { binary: false });
+      return true;
+    };
+  }
+
+  /**
+   * `authenticate` with a memory: a credential read from the database is trusted for
+   * `recheckMs` (as an open connection's is), never past the token's expiry and never once
+   * announced as ended, so a reconnect storm does not read every session again.
+   */
+  const recentAuth = new Map<string, { caller: Caller; at: number; until: number }>();
+  async function authenticate(authorization: string): Promise<{ caller: Caller; at: number } | null> {
+    const now = opts.clock().getTime();
+    const hit = recentAuth.get(authorization);
+    if (hit) {
+      if (hit.until > now && !wasEnded(credentialOf(hit.caller))) return hit;
+      recentAuth.delete(authorization);
+    }
+    const caller = await services.auth.authenticate(authorization);
+    if (!caller) return null;
+    const at = opts.clock().getTime();
+    if (recentAuth.size >= MAX_REMEMBERED_CREDENTIALS) recentAuth.delete(recentAuth.keys().next().value!);
+    recentAuth.set(authorization, { caller, at, until: Math.min(at + recheckMs, jwtExpiryMs(authorization)) });
+    return { caller, at };
+  }
+
   const busFeed = bus.subscribe('session.ended')[Symbol.asyncIterator]();
   void (async () => {
     try {
@@ -222,8 +286,9 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
       connectionInitWaitTimeout: opts.connectionInitTimeoutMs ?? 5_000,
       async onConnect(ctx) {
         const auth = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
-        const caller = typeof auth === 'string' ? await services.auth.authenticate(auth) : null;
-        if (!caller) return false; // graphql-ws closes with 4403 Forbidden
+        const verified = typeof auth === 'string' ? await authenticate(auth) : null;
+        if (!verified) return false; // graphql-ws closes with 4403 Forbidden
+        const caller = verified.caller;
         const credential = credentialOf(caller);
         if (wasEnded(credential)) return false;
         const socket = ctx.extra.socket;
@@ -236,7 +301,7 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
           return false;
         }
         perUser.set(caller.userId, count + 1);
-        const st: ConnectionState = { caller, credential, socket, active: new Set(), verifiedAt: opts.clock().getTime(), verifying: null, closed: false };
+        const st: ConnectionState = { caller, credential, socket, active: new Set(), verifiedAt: verified.at, verifying: null, closed: false };
         state.set(ctx.extra, st);
         let set = byCredential.get(credential);
         if (!set) byCredential.set(credential, (set = new Set()));
@@ -289,7 +354,7 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
           loaders: createLoaders(services, st.caller, { cache: operation.operation !== 'subscription' }),
           log,
         };
-        groupKeys.set(contextValue, { key: grouping ? groupKey(operation, st.caller, payload) : null, conn: st });
+        groupKeys.set(contextValue, { key: grouping ? groupKey(operation, st.caller, payload) : null, conn: st, id });
         return { schema, document, variableValues: payload.variables ?? undefined, operationName: payload.operationName ?? undefined, contextValue };
       },
       subscribe(args) {
@@ -297,6 +362,7 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
         const conn = info?.conn;
         return fanout.subscribe(args, info?.key ?? null, {
           onSlow: () => conn && closeConnection(conn, WsCloseCode.TryAgainLater, 'Slow consumer: resume with your last cursor', 'slow-consumer'),
+          deliver: conn && info ? directNext(conn, info.id) : undefined,
         });
       },
       onComplete(ctx, id) {

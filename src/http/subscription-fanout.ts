@@ -8,6 +8,14 @@ type Results = AsyncGenerator<ExecutionResult, unknown, unknown>;
 export interface FanoutMember {
   /** Called once when the member is cut off as a slow consumer (its queue stayed full for `slowAfterMs`). */
   onSlow(): void;
+  /**
+   * Writes one already serialised result (`{"data":...}` as UTF-8) to the subscriber at once,
+   * bypassing graphql-ws's per-socket execution hooks and stringify. Returns false when it cannot
+   * decide synchronously (e.g. the credential must be read again): the result then takes the
+   * queued path (graphql-ws's `onNext`). Called only while nothing of this member is queued or
+   * being delivered, so order is kept.
+   */
+  deliver?(serialised: Buffer): boolean;
 }
 
 export interface FanoutOptions {
@@ -47,6 +55,11 @@ class MemberQueue implements AsyncGenerator<ExecutionResult, unknown, unknown> {
 
   get ended(): boolean {
     return this.done;
+  }
+
+  /** Nothing queued and the consumer waiting for the next result: a direct write keeps the order. */
+  get idle(): boolean {
+    return this.waiter !== null && this.items.length === 0 && !this.terminal && !this.done;
   }
 
   push(result: ExecutionResult): void {
@@ -130,6 +143,15 @@ interface Group {
   room: () => void;
 }
 
+/** The result as graphql-ws would put it in a `next` payload (no errors here: those take the hooks). */
+function serialiseResult(result: ExecutionResult): Buffer | null {
+  try {
+    return Buffer.from(JSON.stringify(result));
+  } catch {
+    return null;
+  }
+}
+
 const isAsyncIterable = (v: unknown): v is Results => typeof Object(v)[Symbol.asyncIterator] === 'function';
 
 /**
@@ -183,8 +205,9 @@ function visibleOnly(source: Results, onEnd: () => void): Results {
 /**
  * Subscription fan-out for graphql-ws's `subscribe` option. Subscribers that share a group key
  * (same document, variables, operation name and caller identity with its API-key scopes, and no
- * `after`) share ONE graphql-js subscription: the selection set runs once per event and every
- * member receives the same ExecutionResult object (graphql-ws serialises it per socket).
+ * `after`) share ONE graphql-js subscription: the selection set runs once per event, the result is
+ * serialised once, and the same bytes go to every member's socket (`FanoutMember.deliver`); a
+ * member without `deliver`, or busy, gets the ExecutionResult object through graphql-ws.
  *
  * Flow control: each member has a queue of up to `maxPending` results. While a member's queue is
  * full the group stops pulling from its stream (which then buffers or, for alarms, catches up from
@@ -228,6 +251,22 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
     }
   }
 
+  /**
+   * One result to every member. Results without errors are serialised ONCE and written straight
+   * to each idle member's socket (the same bytes for all; only the frame's id differs); the rest,
+   * and members that are busy or cannot decide at once, get the result queued.
+   */
+  function deliverAll(group: Group, result: ExecutionResult) {
+    let serialised: Buffer | null | undefined;
+    for (const m of [...group.members]) {
+      if (m.member.deliver && m.idle) {
+        serialised ??= result.errors?.length ? null : serialiseResult(result);
+        if (serialised && m.member.deliver(serialised)) continue;
+      }
+      m.push(result);
+    }
+  }
+
   async function pump(group: Group) {
     const source = group.source!;
     try {
@@ -237,7 +276,7 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
         const r = await source.next();
         if (r.done) break;
         if (isInvisible(r.value)) continue;
-        for (const m of [...group.members]) m.push(r.value);
+        deliverAll(group, r.value);
       }
       for (const m of [...group.members]) m.end();
     } catch (err) {

@@ -23,7 +23,8 @@ registerEnumType(PermissionEnum, {
 export const DeviceRoleEnum = enumOf(DEVICE_ROLES);
 registerEnumType(DeviceRoleEnum, { name: 'DeviceRole' });
 
-@ObjectType('Device')
+// Plain data (no getters or methods): simpleResolvers leaves default resolvers, which graphql-jit inlines.
+@ObjectType('Device', { simpleResolvers: true })
 export class DeviceType {
   @Field(() => ID)
   id: string;
@@ -61,7 +62,7 @@ export class DeviceType {
   boundAt: Date;
 }
 
-@ObjectType('DeviceEdge')
+@ObjectType('DeviceEdge', { simpleResolvers: true })
 export class DeviceEdgeType {
   @Field(() => String)
   cursor: string;
@@ -70,7 +71,7 @@ export class DeviceEdgeType {
   node: DeviceType;
 }
 
-@ObjectType('PageInfo')
+@ObjectType('PageInfo', { simpleResolvers: true })
 export class PageInfoType {
   @Field(() => Boolean)
   hasNextPage: boolean;
@@ -79,7 +80,7 @@ export class PageInfoType {
   endCursor: string | null;
 }
 
-@ObjectType('DeviceConnection')
+@ObjectType('DeviceConnection', { simpleResolvers: true })
 export class DeviceConnectionType {
   @Field(() => [DeviceEdgeType])
   edges: DeviceEdgeType[];
@@ -90,7 +91,7 @@ export class DeviceConnectionType {
   // `totalCount` is a field resolver (DeviceConnectionResolver): counted only when asked for.
 }
 
-@ObjectType('Share')
+@ObjectType('Share', { simpleResolvers: true })
 export class ShareType {
   @Field(() => ID)
   id: string;

@@ -1,6 +1,7 @@
 import { Field, ID, ObjectType } from 'type-graphql';
 
-@ObjectType('User')
+// Plain rows: no per-field middleware wrapper (see device.type.ts).
+@ObjectType('User', { simpleResolvers: true })
 export class UserType {
   @Field(() => ID)
   id: string;

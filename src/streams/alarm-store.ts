@@ -1,7 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { and, desc, asc, eq, gt, gte, inArray, isNotNull, isNull, lt, or, sql, type SQL } from 'drizzle-orm';
 import { unionAll } from 'drizzle-orm/pg-core';
 import type { Logger } from 'pino';
-import { tables, type Db } from '../db/index';
+import { tables, type Db, type DbHandle } from '../db/index';
 import type { AlarmDetails } from '../db/schema/alarms';
 import type { AlarmType } from '../devices/alarm-type';
 import { encodeAlarmCursor, type AlarmCursor } from './alarm-cursor';
@@ -65,7 +66,87 @@ export interface AlarmStoreDeps {
   log: Logger;
   /** ALARM_QUIET_END_S: an open alarm with no post for this long has ended. */
   quietEndS: number;
+  /** Most posts one group commit takes (default 200). */
+  maxBatch?: number;
+  /** Group commits running at once, each on its own connection (default 4). */
+  batchesInFlight?: number;
+  /** The database handle's prepared-statement runner: enables the one-round-trip path for new alarms. */
+  prepared?: DbHandle['prepared'];
 }
+
+type RecordResult = { outcome: RecordOutcome; alarm: AlarmRow | null };
+
+/** A post waiting for its group commit. */
+interface PendingPost {
+  deviceId: string;
+  post: AlarmPost;
+  /** The gateway's time when the post arrived. */
+  now: Date;
+  resolve(result: RecordResult): void;
+  reject(err: unknown): void;
+}
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+const openKeyOf = (deviceId: string, channel: number, eventType: string, regionId: string | null) => `${deviceId}\u0000${channel}\u0000${eventType}\u0000${regionId ?? ''}`;
+
+/** A new alarm's row as its first post makes it (`xid`/`seq` come from the insert). */
+function newAlarmRow(deviceId: string, bindingId: string, post: AlarmPost, now: Date): AlarmRow {
+  return {
+    id: randomUUID(),
+    seq: 0,
+    xid: 0,
+    deviceId,
+    bindingId,
+    source: post.source,
+    channel: post.channel,
+    eventType: post.eventType,
+    rawType: post.rawType,
+    alarmType: post.alarmType,
+    regionId: post.regionId,
+    description: post.description,
+    channelName: post.channelName,
+    startedAt: post.deviceTime ?? now,
+    receivedAt: now,
+    lastPostAt: now,
+    lastPostDeviceAt: post.deviceTime,
+    endedAt: null,
+    activePostCount: post.activePostCount,
+    postCount: 1,
+    acknowledgedAt: null,
+    acknowledgedBy: null,
+    details: post.details,
+  };
+}
+
+/** The fast path's statement (see storeBatch): fixed text, so it is prepared once per connection. */
+const INSERT_NEW_ALARMS = `with v as (
+    select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+      $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::int[], $15::text[], $16::text[])
+      as v(id, device_id, source, channel, event_type, raw_type, alarm_type, region_id, description, channel_name,
+        started_at, received_at, last_post_device_at, active_post_count, details, identity)
+  ),
+  b as (
+    select id, device_id from bindings where device_id in (select device_id from v) and ended_at is null order by id for no key update
+  ),
+  ins as (
+    insert into alarms (id, device_id, binding_id, source, channel, event_type, raw_type, alarm_type, region_id, description, channel_name,
+      started_at, received_at, last_post_at, last_post_device_at, active_post_count, post_count, details)
+    select v.id, v.device_id, b.id, v.source, v.channel, v.event_type, v.raw_type, v.alarm_type, v.region_id, v.description, v.channel_name,
+      v.started_at, v.received_at, v.received_at, v.last_post_device_at, v.active_post_count, 1, v.details::jsonb
+    from v join b on b.device_id = v.device_id
+    where v.identity is null or not exists (select 1 from alarm_receipts r where r.device_id = v.device_id and r.key = v.identity)
+    on conflict (device_id, channel, event_type, (coalesce(region_id, ''))) where ended_at is null do nothing
+    returning id, binding_id, xid, seq
+  ),
+  rec as (
+    insert into alarm_receipts (device_id, key, alarm_id, received_at)
+    select v.device_id, v.identity, v.id, v.received_at from ins join v on v.id = ins.id where v.identity is not null
+    on conflict do nothing
+    returning alarm_id
+  )
+  select ins.id, ins.binding_id, ins.xid, ins.seq,
+    1 / (v.identity is null or exists (select 1 from rec where rec.alarm_id = ins.id))::int as receipted
+  from ins join v on v.id = ins.id`;
 
 /** Alarms whose inserting transaction precedes every transaction still running: nothing can commit before them any more. */
 const belowHorizon = sql`${alarms.xid} < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint`;
@@ -119,126 +200,287 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
     return where;
   }
 
-  return {
-    /**
-     * Stores one post durably (the promise resolves after the commit) and returns what it did.
-     * Posts of one device are serialised (a lock on its open binding), so concurrent posts
-     * coalesce correctly and a resent post is stored once. `alarm.created` is published after
-     * the commit. Throws only on database failure (nothing is then stored; the device retries).
-     */
-    async record(deviceId: string, post: AlarmPost): Promise<{ outcome: RecordOutcome; alarm: AlarmRow | null }> {
-      const now = clock();
-      const result = await db.transaction(async (tx) => {
-        // Locking the open binding serialises the posts of one device (and an unbind waits for
-        // them); a device with no binding stores nothing, so it needs no lock.
-        const [binding] = await tx
-          .select({ id: bindings.id })
-          .from(bindings)
-          .where(and(eq(bindings.deviceId, deviceId), isNull(bindings.endedAt)))
-          .limit(1)
-          .for('no key update');
-        if (!binding) return { outcome: 'unbound' as const, alarm: null };
+  /**
+   * Stores a batch of posts in one transaction and returns each post's result, in order. Same
+   * rules as storing them one by one: the bindings are locked first (in binding-id order, so two
+   * batches never deadlock), then the open alarms of every key and the receipts of every identity
+   * are read once, the posts are applied in arrival order in memory, and the changes are written
+   * with one update (existing alarms), one insert (new alarms) and one insert (receipts).
+   */
+  async function storeGeneral(batch: PendingPost[]): Promise<RecordResult[]> {
+    const results = await db.transaction(async (tx) => {
+      const deviceIds = [...new Set(batch.map((p) => p.deviceId))];
+      const bound = await tx
+        .select({ id: bindings.id, deviceId: bindings.deviceId })
+        .from(bindings)
+        .where(and(inArray(bindings.deviceId, deviceIds), isNull(bindings.endedAt)))
+        .orderBy(bindings.id)
+        .for('no key update');
+      const bindingOf = new Map(bound.map((b) => [b.deviceId, b.id]));
+      const live = batch.filter((p) => bindingOf.has(p.deviceId));
 
-        const openKey = and(
-          eq(alarms.deviceId, deviceId),
-          eq(alarms.channel, post.channel),
-          eq(alarms.eventType, post.eventType),
-          sql`coalesce(${alarms.regionId}, '') = ${post.regionId ?? ''}`,
-          isNull(alarms.endedAt),
-        );
-        let open: AlarmRow | undefined;
+      const keys = new Map<string, PendingPost>();
+      for (const p of live) keys.set(openKeyOf(p.deviceId, p.post.channel, p.post.eventType, p.post.regionId), p);
+      const openRows = keys.size
+        ? await tx
+            .select()
+            .from(alarms)
+            .where(
+              and(
+                isNull(alarms.endedAt),
+                sql`(${alarms.deviceId}, ${alarms.channel}, ${alarms.eventType}, coalesce(${alarms.regionId}, '')) in (${sql.join(
+                  [...keys.values()].map((p) => sql`(${p.deviceId}::uuid, ${p.post.channel}::int, ${p.post.eventType}::text, ${p.post.regionId ?? ''}::text)`),
+                  sql`, `,
+                )})`,
+              ),
+            )
+        : [];
+      const identified = live.filter((p) => p.post.identity);
+      const seen = new Set<string>();
+      if (identified.length) {
+        const rows = await tx
+          .select({ deviceId: alarmReceipts.deviceId, key: alarmReceipts.key })
+          .from(alarmReceipts)
+          .where(sql`(${alarmReceipts.deviceId}, ${alarmReceipts.key}) in (${sql.join(identified.map((p) => sql`(${p.deviceId}::uuid, ${p.post.identity}::text)`), sql`, `)})`);
+        for (const r of rows) seen.add(`${r.deviceId}\u0000${r.key}`);
+      }
+
+      // Applies the posts in arrival order to the open alarms in memory.
+      const open = new Map<string, AlarmRow>();
+      for (const row of openRows) open.set(openKeyOf(row.deviceId, row.channel, row.eventType, row.regionId), row);
+      const existing = new Set<AlarmRow>(openRows);
+      const changed = new Set<AlarmRow>();
+      const created: AlarmRow[] = [];
+      const receipts: Array<typeof alarmReceipts.$inferInsert> = [];
+      const out: Array<{ outcome: RecordOutcome; alarm: AlarmRow | null }> = [];
+      for (const { deviceId, post, now } of batch) {
+        const bindingId = bindingOf.get(deviceId);
+        if (!bindingId) {
+          out.push({ outcome: 'unbound', alarm: null });
+          continue;
+        }
         if (post.identity) {
-          // One round trip for both: the open alarm of the key, and whether this post was seen.
-          const [row] = await tx
-            .select({
-              open: alarms,
-              seen: sql<boolean>`exists (select 1 from alarm_receipts r where r.device_id = ${deviceId} and r.key = ${post.identity})`,
-            })
-            .from(sql`(select 1) as one`)
-            .leftJoin(alarms, openKey);
-          if (row?.seen === true || String(row?.seen) === 'true') return { outcome: 'duplicate' as const, alarm: null };
-          open = row?.open ?? undefined;
-        } else {
-          [open] = await tx.select().from(alarms).where(openKey).limit(1);
+          const receiptKey = `${deviceId}\u0000${post.identity}`;
+          if (seen.has(receiptKey)) {
+            out.push({ outcome: 'duplicate', alarm: null });
+            continue;
+          }
+          seen.add(receiptKey);
         }
+        const key = openKeyOf(deviceId, post.channel, post.eventType, post.regionId);
+        let current = open.get(key);
         // An alarm quiet for the window, or one of an earlier binding, has ended: close it first.
-        if (open && (open.bindingId !== binding.id || now.getTime() - open.lastPostAt.getTime() >= quietMs)) {
-          await tx
-            .update(alarms)
-            .set({ endedAt: open.lastPostDeviceAt ?? open.lastPostAt })
-            .where(and(eq(alarms.id, open.id), isNull(alarms.endedAt)));
-          open = undefined;
+        if (current && (current.bindingId !== bindingId || now.getTime() - current.lastPostAt.getTime() >= quietMs)) {
+          current.endedAt = current.lastPostDeviceAt ?? current.lastPostAt;
+          if (existing.has(current)) changed.add(current);
+          open.delete(key);
+          current = undefined;
         }
-
         let outcome: RecordOutcome;
         let alarm: AlarmRow | null = null;
         if (post.state === 'inactive') {
-          if (open) {
-            [alarm] = (await tx
-              .update(alarms)
-              .set({ endedAt: post.deviceTime ?? now, lastPostAt: now, lastPostDeviceAt: post.deviceTime })
-              .where(eq(alarms.id, open.id))
-              .returning()) as [AlarmRow];
+          if (current) {
+            current.endedAt = post.deviceTime ?? now;
+            current.lastPostAt = now;
+            current.lastPostDeviceAt = post.deviceTime;
+            open.delete(key);
+            alarm = current;
             outcome = 'ended';
           } else {
             outcome = 'stray-inactive';
           }
-        } else if (open) {
-          [alarm] = (await tx
-            .update(alarms)
-            .set({
-              lastPostAt: now,
-              lastPostDeviceAt: post.deviceTime,
-              activePostCount: post.activePostCount > 0 ? post.activePostCount : open.activePostCount,
-              postCount: sql`${alarms.postCount} + 1`,
-            })
-            .where(eq(alarms.id, open.id))
-            .returning()) as [AlarmRow];
+        } else if (current) {
+          current.lastPostAt = now;
+          current.lastPostDeviceAt = post.deviceTime;
+          if (post.activePostCount > 0) current.activePostCount = post.activePostCount;
+          current.postCount += 1;
+          alarm = current;
           outcome = 'coalesced';
         } else {
-          [alarm] = (await tx
-            .insert(alarms)
-            .values({
-              deviceId,
-              bindingId: binding.id,
-              source: post.source,
-              channel: post.channel,
-              eventType: post.eventType,
-              rawType: post.rawType,
-              alarmType: post.alarmType,
-              regionId: post.regionId,
-              description: post.description,
-              channelName: post.channelName,
-              startedAt: post.deviceTime ?? now,
-              receivedAt: now,
-              lastPostAt: now,
-              lastPostDeviceAt: post.deviceTime,
-              activePostCount: post.activePostCount,
-              postCount: 1,
-              details: post.details,
-            })
-            .returning()) as [AlarmRow];
+          alarm = newAlarmRow(deviceId, bindingId, post, now);
+          created.push(alarm);
+          open.set(key, alarm);
           outcome = 'created';
         }
+        if (alarm && existing.has(alarm)) changed.add(alarm);
+        if (post.identity) receipts.push({ deviceId, key: post.identity, alarmId: alarm?.id ?? null, receivedAt: now });
+        out.push({ outcome, alarm });
+      }
 
-        if (post.identity) {
-          await tx
-            .insert(alarmReceipts)
-            .values({ deviceId, key: post.identity, alarmId: alarm?.id ?? null, receivedAt: now })
-            .onConflictDoNothing();
-        }
-        return { outcome, alarm };
-      });
-
-      if (result.outcome === 'created' && result.alarm) {
-        const a = result.alarm;
-        try {
-          bus.publish('alarm.created', { alarmId: a.id, deviceId: a.deviceId, bindingId: a.bindingId, cursor: cursorOf(a) });
-        } catch (err) {
-          log.warn({ err, alarmId: a.id }, 'alarm.created publish failed');
+      // Existing alarms first: one closed here frees its key for a new alarm inserted below. An
+      // alarm the quiet-end sweeper ended meanwhile keeps its end.
+      if (changed.size) {
+        const values = [...changed].map(
+          (r) => sql`(${r.id}::uuid, ${iso(r.endedAt)}::timestamptz, ${iso(r.lastPostAt)}::timestamptz, ${iso(r.lastPostDeviceAt)}::timestamptz, ${r.activePostCount}::int, ${r.postCount}::int)`,
+        );
+        await tx.execute(sql`update alarms as a set ended_at = coalesce(a.ended_at, v.ended_at), last_post_at = v.last_post_at, last_post_device_at = v.last_post_device_at,
+          active_post_count = v.active_post_count, post_count = v.post_count
+          from (values ${sql.join(values, sql`, `)}) as v(id, ended_at, last_post_at, last_post_device_at, active_post_count, post_count) where a.id = v.id`);
+      }
+      if (created.length) {
+        const rows = await tx
+          .insert(alarms)
+          .values(created.map(({ seq: _seq, xid: _xid, acknowledgedAt: _a, acknowledgedBy: _b, ...row }) => row))
+          .returning({ id: alarms.id, xid: alarms.xid, seq: alarms.seq });
+        const byId = new Map(rows.map((r) => [r.id, r]));
+        for (const row of created) {
+          const r = byId.get(row.id)!;
+          row.xid = r.xid;
+          row.seq = r.seq;
         }
       }
-      return result;
+      if (receipts.length) await tx.insert(alarmReceipts).values(receipts).onConflictDoNothing();
+      return out;
+    });
+
+    publishCreated(results);
+    return results;
+  }
+
+  function publishCreated(results: RecordResult[]) {
+    for (const r of results) {
+      if (r.outcome !== 'created' || !r.alarm) continue;
+      const a = r.alarm;
+      try {
+        bus.publish('alarm.created', { alarmId: a.id, deviceId: a.deviceId, bindingId: a.bindingId, cursor: cursorOf(a) });
+      } catch (err) {
+        log.warn({ err, alarmId: a.id }, 'alarm.created publish failed');
+      }
+    }
+  }
+
+  /**
+   * The common case in one prepared statement (one round trip, autocommit): active posts that open
+   * a new alarm. Each is inserted unless its key already has an open alarm (the open-key index
+   * says so), its device has no open binding, or its identity was stored before; those, and every
+   * later post of the same key in the batch, go through the general path afterwards, in arrival
+   * order. The bindings are locked as in the general path, so an unbind waits for the insert. Two
+   * statements racing with one identity: the loser's receipt insert finds the winner's row, and it
+   * fails as a whole (division by zero) rather than keep an alarm without its receipt.
+   */
+  async function storeBatch(batch: PendingPost[]): Promise<RecordResult[]> {
+    const results: Array<RecordResult | undefined> = new Array(batch.length);
+    const keysSeen = new Set<string>();
+    const fast: Array<{ index: number; row: AlarmRow; identity: string | null }> = [];
+    batch.forEach(({ deviceId, post, now }, index) => {
+      const key = openKeyOf(deviceId, post.channel, post.eventType, post.regionId);
+      const first = !keysSeen.has(key);
+      keysSeen.add(key);
+      if (first && post.state === 'active' && deps.prepared) fast.push({ index, row: newAlarmRow(deviceId, '', post, now), identity: post.identity });
+    });
+    if (fast.length) {
+      const column = <T>(pick: (r: AlarmRow) => T) => fast.map((f) => pick(f.row));
+      const rows = await deps.prepared!(INSERT_NEW_ALARMS, [
+        column((r) => r.id),
+        column((r) => r.deviceId),
+        column((r) => r.source),
+        column((r) => r.channel),
+        column((r) => r.eventType),
+        column((r) => r.rawType),
+        column((r) => r.alarmType),
+        column((r) => r.regionId),
+        column((r) => r.description),
+        column((r) => r.channelName),
+        column((r) => r.startedAt.toISOString()),
+        column((r) => r.receivedAt.toISOString()),
+        column((r) => iso(r.lastPostDeviceAt)),
+        column((r) => r.activePostCount),
+        column((r) => (r.details === null ? null : JSON.stringify(r.details))),
+        fast.map((f) => f.identity),
+      ]);
+      const inserted = new Map(rows.map((r) => [String(r.id), r]));
+      const created: RecordResult[] = [];
+      for (const { index, row } of fast) {
+        const r = inserted.get(row.id);
+        if (!r) continue;
+        row.bindingId = String(r.binding_id);
+        row.xid = Number(r.xid);
+        row.seq = Number(r.seq);
+        results[index] = { outcome: 'created', alarm: row };
+        created.push(results[index]!);
+      }
+      publishCreated(created);
+    }
+    const rest = batch.filter((_, i) => !results[i]);
+    if (rest.length) {
+      const general = await storeGeneral(rest);
+      let j = 0;
+      for (let i = 0; i < batch.length; i++) if (!results[i]) results[i] = general[j++];
+    }
+    return results as RecordResult[];
+  }
+
+  /**
+   * Group commit: posts that arrive while earlier batches are being written wait and go together
+   * into the next one. Nothing is answered before its batch committed; when a batch fails, its
+   * posts are stored one by one, so one bad post fails alone.
+   */
+  const writer = (() => {
+    const maxBatch = Math.max(1, deps.maxBatch ?? 200);
+    const maxInFlight = Math.max(1, deps.batchesInFlight ?? 4);
+    const queue: PendingPost[] = [];
+    let inFlight = 0;
+    let scheduled = false;
+
+    async function commit(batch: PendingPost[]) {
+      try {
+        const t0 = performance.now();
+        const results = await storeBatch(batch);
+        if (process.env.DEBUG_BATCH) console.error(`batch ${batch.length} ${(performance.now() - t0).toFixed(1)}ms q=${queue.length}`);
+        batch.forEach((p, i) => p.resolve(results[i]!));
+      } catch (err) {
+        if (batch.length === 1) return batch[0]!.reject(err);
+        log.warn({ err, posts: batch.length }, 'alarm group commit failed; storing its posts one by one');
+        for (const p of batch) {
+          try {
+            p.resolve((await storeBatch([p]))[0]!);
+          } catch (e) {
+            p.reject(e);
+          }
+        }
+      }
+    }
+
+    function flush() {
+      scheduled = false;
+      while (inFlight < maxInFlight && queue.length) {
+        const batch = queue.splice(0, maxBatch);
+        inFlight++;
+        void commit(batch).finally(() => {
+          inFlight--;
+          schedule();
+        });
+      }
+    }
+
+    // Waits for the current turn of the event loop, so posts that arrived together share a batch.
+    function schedule() {
+      if (scheduled || inFlight >= maxInFlight || queue.length === 0) return;
+      scheduled = true;
+      setImmediate(flush);
+    }
+
+    return {
+      submit(deviceId: string, post: AlarmPost): Promise<RecordResult> {
+        return new Promise<RecordResult>((resolve, reject) => {
+          queue.push({ deviceId, post, now: clock(), resolve, reject });
+          schedule();
+        });
+      },
+    };
+  })();
+
+  return {
+    /**
+     * Stores one post durably (the promise resolves after the commit) and returns what it did.
+     * Posts arriving together are group-committed: one transaction (and a handful of statements)
+     * per batch instead of per post, each post answered only once its batch committed. Posts of
+     * one device are serialised (a lock on its open binding), so concurrent posts coalesce
+     * correctly and a resent post is stored once. `alarm.created` is published after the commit.
+     * Throws only on database failure (nothing of that post is then stored; the device retries).
+     */
+    record(deviceId: string, post: AlarmPost): Promise<{ outcome: RecordOutcome; alarm: AlarmRow | null }> {
+      return writer.submit(deviceId, post);
     },
 
     /** Ends open alarms with no post for the quiet window (endedAt = the last post's time). Returns how many. */

@@ -24,9 +24,17 @@ export interface AlarmTailerOptions {
   tickMs?: number;
   /** Rows per read (default 1000); a full batch is followed by another read at once. */
   batch?: number;
+  /**
+   * The most recent rows read, kept in memory (default 5000): an `alarms(after:)` resume whose
+   * cursor falls inside this window replays from memory instead of the database (a reconnect
+   * storm then costs no query per subscriber). 0 turns it off.
+   */
+  recentRows?: number;
 }
 
 const after = (a: AlarmCursor, b: AlarmCursor) => compareAlarmCursors(a, b) > 0;
+const CLOSE_POLL_MS = 100;
+const CLOSE_POLL_EVERY_MS = 2;
 
 /**
  * The node's alarm tailer: ONE reader of the alarms table per gateway node, whatever the number of
@@ -48,8 +56,12 @@ export function createAlarmTailer(opts: AlarmTailerOptions) {
   const tickMs = opts.tickMs ?? 500;
   const batch = opts.batch ?? 1000;
 
+  const recentMax = opts.recentRows ?? 5000;
   const listeners = new Set<TailListener>();
   let position: AlarmCursor | null = null;
+  /** Every row after `recentFrom` up to `position`, oldest first (null: no window yet). */
+  let recent: AlarmRow[] = [];
+  let recentFrom: AlarmCursor | null = null;
   let initialised: Promise<void> | null = null;
   let reading: Promise<void> | null = null;
   let readAgain = false;
@@ -66,6 +78,7 @@ export function createAlarmTailer(opts: AlarmTailerOptions) {
       for (let attempt = 0; ; attempt++) {
         try {
           position = await store.tailEnd();
+          recentFrom = position;
           return;
         } catch (err) {
           if (stopped || attempt >= 20) throw err;
@@ -80,6 +93,15 @@ export function createAlarmTailer(opts: AlarmTailerOptions) {
   async function readOnce(): Promise<number> {
     if (!position) return 0;
     const rows = await store.tailAfter(position, batch);
+    if (recentMax > 0 && rows.length) {
+      recent.push(...rows);
+      if (recent.length > recentMax) {
+        const dropped = recent.length - recentMax;
+        const last = recent[dropped - 1]!;
+        recentFrom = { xid: last.xid, seq: last.seq };
+        recent = recent.slice(dropped);
+      }
+    }
     for (const row of rows) {
       position = { xid: row.xid, seq: row.seq };
       for (const listener of listeners) {
@@ -125,7 +147,10 @@ export function createAlarmTailer(opts: AlarmTailerOptions) {
       return;
     }
     if (retryTimer) return;
-    retryDelay = Math.min(tickMs, retryDelay ? retryDelay * 2 : 5);
+    // Most transactions that hold the horizon back are short: poll closely for the first
+    // `CLOSE_POLL_MS` (one cheap indexed read per node, not per subscriber), then back off.
+    const waited = Date.now() - target.since;
+    retryDelay = waited < CLOSE_POLL_MS ? CLOSE_POLL_EVERY_MS : Math.min(tickMs, retryDelay > CLOSE_POLL_EVERY_MS ? retryDelay * 2 : 10);
     retryTimer = setTimeout(() => {
       retryTimer = undefined;
       wake();
@@ -179,6 +204,25 @@ export function createAlarmTailer(opts: AlarmTailerOptions) {
           listeners.delete(listener);
         },
       };
+    },
+
+    /**
+     * The rows in (after, until], oldest first, from memory when the window holds all of them;
+     * null when it does not (`after` is older than the window, or `until` is past the position).
+     */
+    recentBetween(from: AlarmCursor, until: AlarmCursor): AlarmRow[] | null {
+      if (recentMax === 0 || !recentFrom || !position || after(recentFrom, from) || after(until, position)) return null;
+      // Rows are in cursor order: binary search for the first after `from`.
+      let lo = 0;
+      let hi = recent.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (after(recent[mid]!, from)) hi = mid;
+        else lo = mid + 1;
+      }
+      const out: AlarmRow[] = [];
+      for (let i = lo; i < recent.length && !after(recent[i]!, until); i++) out.push(recent[i]!);
+      return out;
     },
 
     /** Reads now (tests, and callers that know an alarm was just committed). */

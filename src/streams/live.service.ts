@@ -36,7 +36,8 @@ export interface LiveServiceDeps {
   clock: () => Date;
   bus: EventBus;
   log: Logger;
-  tailer: Pick<AlarmTailer, 'register'>;
+  /** `recentBetween`, when given, serves resumes from the tailer's memory window. */
+  tailer: Pick<AlarmTailer, 'register'> & Partial<Pick<AlarmTailer, 'recentBetween'>>;
   access: Pick<AccessCache, 'canSeeBinding' | 'canSeeDevice'>;
   store: Pick<AlarmStore, 'replayForUser'>;
   alarms: Pick<AlarmService, 'toView'>;
@@ -113,7 +114,8 @@ const cursorOfRow = (r: AlarmRow): AlarmCursor => ({ xid: r.xid, seq: r.seq });
  * ALARMS; for alarms, on the alarm's own binding (a former or later owner never sees it).
  *
  * Alarms come from the node's tailer (one database reader per node); `alarms(after:)` registers
- * with the tailer first (position T0), replays (after, T0] from the database page by page, then
+ * with the tailer first (position T0), replays (after, T0] from the tailer's window of recent rows
+ * when it holds them (a reconnect), else from the database page by page, then
  * delivers the tailer's rows after T0: every alarm once, in cursor order, with no gap, however
  * many arrive during the replay. A consumer that falls behind during the replay or live costs
  * bounded memory: past `maxPending` buffered rows the stream drops its buffer and catches up from
@@ -193,6 +195,17 @@ export function createLiveService(deps: LiveServiceDeps) {
       let until: AlarmCursor | null = after && isBefore(after, reg.position) ? reg.position : null;
       while (!stopped) {
         if (until && isBefore(pos, until)) {
+          // A recent cursor (a reconnect) replays from the tailer's memory, authorised like live rows.
+          const recent = tailer.recentBetween?.(pos, until);
+          if (recent) {
+            for (const r of recent) {
+              if (stopped) return;
+              pos = cursorOfRow(r);
+              if (matches(r) && (await access.canSeeBinding(c.userId, r.bindingId))) await push(deps.alarms.toView(r, clock()));
+            }
+            pos = until;
+            continue;
+          }
           const rows = await store.replayForUser(c.userId, clock(), pos, filter, replayPage, until);
           for (const r of rows) {
             if (stopped) return;

@@ -1,0 +1,258 @@
+// S2: alarm from an ISAPI post to 5,000 graphql-ws subscribers, in two shapes: 1 device x 5,000
+// subscribers, and 50 devices x 100 subscribers (one alarm on each of the 50 devices at once).
+// Latency = a subscriber's receipt wall time - the wall time just before the post. Vigil is a real
+// gateway process (NODE_ENV=production) on Postgres + Redis; peers: P3 a raw `ws` broadcast of the
+// same bytes (a captured Vigil `next` frame), P4 a bare graphql-ws server executing per subscriber.
+import { alternate, median, percentile, ratio, sleep, startChild, wallMs, type BenchContext, type ChildServer, type ResultRow, type Scenario } from '../lib/harness';
+import { freshDatabase, gql, postAlarm, provisionAndBind, register, startNodes } from '../lib/live';
+import { startWsLoad, type ConnSpec, type Post, type TakeResult, type WsLoad } from '../lib/ws-load';
+
+export const ALARM_FIELDS = 'id cursor channel type startedAt device { id name status }';
+export const ALARMS_QUERY = `subscription($d: [ID!]) { alarms(deviceIds: $d) { ${ALARM_FIELDS} } }`;
+
+export interface VigilFixture {
+  url: string;
+  wsUrl: string;
+  pid: number;
+  users: { id: string; email: string; token: string }[];
+  /** devices[k] is owned by users[k]; devices[0] is shared (ALARMS) with every other user. */
+  devices: { deviceId: string; ingestPath: string }[];
+  stop(): Promise<void>;
+}
+
+/**
+ * One Vigil gateway (NODE_ENV=production) on a fresh Postgres database and Redis, with `users`
+ * accounts, one device each, and device 0 shared with everyone. `env` raises the limits a bench needs.
+ */
+export async function startVigil(ctx: BenchContext, users: number, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<VigilFixture> {
+  const db = await freshDatabase(ctx.databaseUrl);
+  let nodes: Awaited<ReturnType<typeof startNodes>>['nodes'] = [];
+  try {
+    const started = await startNodes([`bench-live-${process.pid}`], {
+      DATABASE_URL: db.url,
+      REDIS_URL: ctx.redisUrl,
+      NODE_ENV: 'production',
+      LOG_LEVEL: 'warn',
+      WS_MAX_CONNECTIONS_PER_USER: '100000',
+      HTTP_RATE_PER_TOKEN: '100000',
+      ...env,
+      ...(nodeArgs.length ? { NODE_OPTIONS: nodeArgs.join(' ') } : {}),
+    });
+    nodes = started.nodes;
+    const base = nodes[0]!.url;
+    // Registration runs argon2 on the gateway: a few at a time.
+    const accounts: VigilFixture['users'] = new Array(users);
+    for (let i = 0; i < users; i += 4) {
+      await Promise.all(
+        Array.from({ length: Math.min(4, users - i) }, async (_, j) => {
+          accounts[i + j] = await register(base, `live${i + j}`);
+        }),
+      );
+    }
+    const devices = await Promise.all(accounts.map((u) => provisionAndBind(base, started.adminToken, u.token)));
+    for (const g of accounts.slice(1)) {
+      await gql(base, 'mutation($d: ID!, $g: String!) { grantShare(deviceId: $d, grantee: $g, permissions: [ALARMS]) { id } }', { d: devices[0]!.deviceId, g: g.email }, accounts[0]!.token);
+    }
+    return {
+      url: base,
+      wsUrl: `${base.replace(/^http/, 'ws')}/graphql`,
+      pid: nodes[0]!.proc.pid!,
+      users: accounts,
+      devices,
+      async stop() {
+        await Promise.allSettled(nodes.map((n) => n.kill('SIGTERM')));
+        await db.drop().catch(() => {});
+      },
+    };
+  } catch (err) {
+    await Promise.allSettled(nodes.map((n) => n.kill('SIGKILL')));
+    await db.drop().catch(() => {});
+    throw err;
+  }
+}
+
+/** Takes receipts until none of `posts` is missing or `timeoutMs` passed; latencies of every receipt. */
+export async function collect(load: WsLoad, posts: Post[], timeoutMs: number): Promise<TakeResult> {
+  const deadline = Date.now() + timeoutMs;
+  const latencies: number[] = [];
+  let r: TakeResult;
+  let received = 0;
+  for (;;) {
+    await sleep(200);
+    r = await load.take(posts);
+    latencies.push(...r.latencies);
+    received += r.received;
+    if (r.missing === 0 || Date.now() > deadline) break;
+  }
+  return { ...r, latencies, received };
+}
+
+async function post(url: string, body?: unknown): Promise<void> {
+  const res = await fetch(url, { method: 'POST', body: body === undefined ? undefined : JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+  if (res.status !== 200) throw new Error(`POST ${url}: ${res.status}`);
+  await res.text();
+}
+
+/** Each contender's sockets expect only its own posts: tags (and so keys) are offset per contender. */
+const P4_TAGS = 1000;
+const P3_TAGS = 2000;
+
+interface Contender {
+  name: string;
+  /** One burst: an alarm on each of `tags` at once; returns the posts made. */
+  burst(tags: number[]): Promise<Post[]>;
+}
+
+const stop = async (...xs: (ChildServer | VigilFixture | WsLoad | undefined)[]) => {
+  await Promise.allSettled(xs.map((x) => x?.stop()));
+};
+
+const scenario: Scenario = {
+  id: 'S2',
+  title: 'alarm from ISAPI post to 5,000 graphql-ws subscribers (1 device x 5,000 and 50 x 100)',
+  async run(ctx) {
+    const subscribers = ctx.quick ? 1000 : 5000;
+    const devices = ctx.quick ? 10 : 50;
+    const perDevice = subscribers / devices;
+    const burstsPerRound = ctx.quick ? 3 : 5;
+    const gapMs = 150;
+    let vigil: VigilFixture | undefined;
+    let p3: ChildServer | undefined;
+    let p4: ChildServer | undefined;
+    let load: WsLoad | undefined;
+    try {
+      ctx.progress(`set-up: gateway, ${devices} accounts and devices, peers, load client`);
+      [vigil, p3, p4, load] = await Promise.all([startVigil(ctx, devices), startChild('bench/peers/p3-raw-ws.ts'), startChild('bench/peers/p4-graphql-ws.ts'), startWsLoad(4)]);
+      const v = vigil;
+      const p3url = p3.url;
+      const p4url = p4.url;
+      const rawOrdinal = new Map<number, number>();
+      let p4Channel = 1_000_000_000;
+      const contenders: Contender[] = [
+        {
+          name: 'Vigil',
+          async burst(tags) {
+            return Promise.all(
+              tags.map(async (tag) => {
+                let p!: Post;
+                await postAlarm(v.url, v.devices[tag]!.ingestPath, (channel) => (p = { key: channel, tag, at: wallMs() }));
+                return p;
+              }),
+            );
+          },
+        },
+        {
+          name: 'P3 raw ws',
+          async burst(tags) {
+            return Promise.all(
+              tags.map(async (t) => {
+                const tag = P3_TAGS + t;
+                const n = rawOrdinal.get(tag) ?? 0;
+                rawOrdinal.set(tag, n + 1);
+                const p = { key: tag * 1_000_000 + n, tag, at: wallMs() };
+                await post(`${p3url}/broadcast?tag=${tag}`);
+                return p;
+              }),
+            );
+          },
+        },
+        {
+          name: 'P4 graphql-ws',
+          async burst(tags) {
+            return Promise.all(
+              tags.map(async (t) => {
+                const tag = P4_TAGS + t;
+                // Channels far above Vigil's, so keys never collide between contenders.
+                const channel = p4Channel++;
+                const p = { key: channel, tag, at: wallMs() };
+                await post(`${p4url}/publish`, { deviceId: `device-${tag}`, channel });
+                return p;
+              }),
+            );
+          },
+        },
+      ];
+
+      const rows: ResultRow[] = [];
+      for (const shape of [
+        { name: `1 device x ${subscribers}`, tags: [0], tagOf: (_i: number) => 0 },
+        { name: `${devices} devices x ${perDevice}`, tags: Array.from({ length: devices }, (_, k) => k), tagOf: (i: number) => i % devices },
+      ]) {
+        // Connection i belongs to user i % devices; in the 50 x 100 shape it subscribes to that user's own device.
+        const specs = (kind: 'vigil' | 'p3' | 'p4'): ConnSpec[] =>
+          Array.from({ length: subscribers }, (_, i) => {
+            const tag = shape.tagOf(i) + (kind === 'p3' ? P3_TAGS : kind === 'p4' ? P4_TAGS : 0);
+            const user = v.users[i % devices]!;
+            if (kind === 'p3') return { url: `${p3url.replace(/^http/, 'ws')}/?tag=${tag}`, mode: 'raw', subs: [{ tag, query: '' }] };
+            const deviceId = kind === 'vigil' ? v.devices[tag]!.deviceId : `device-${tag}`;
+            return { url: kind === 'vigil' ? v.wsUrl : `${p4url.replace(/^http/, 'ws')}/graphql`, mode: 'graphql-ws', token: kind === 'vigil' ? user.token : `user-${i % devices}`, subs: [{ tag, query: ALARMS_QUERY, variables: { d: [deviceId] } }] };
+          });
+        for (const kind of ['vigil', 'p4', 'p3'] as const) {
+          const o = await load.open(specs(kind), { concurrency: 20 });
+          ctx.progress(`${shape.name}: ${kind} ${o.opened} sockets open in ${(o.ms / 1000).toFixed(1)} s${o.failed ? `, ${o.failed} FAILED` : ''}`);
+          if (o.failed) throw new Error(`${kind}: ${o.failed} sockets did not open`);
+        }
+        await sleep(500);
+        // Warm-up (not measured): one burst each; then P3 gets a captured Vigil frame of the same size.
+        const warm: Post[] = [];
+        warm.push(...(await contenders[0]!.burst([0])));
+        await collect(load, warm, 10_000);
+        const frame = await load.sample();
+        await fetch(`${p3url}/frame`, { method: 'POST', body: frame });
+        for (const c of contenders.slice(1)) await collect(load, await c.burst(shape.tags), 10_000);
+
+        let dropped = 0;
+        let duplicates = 0;
+        let outOfOrder = 0;
+        let deliveries = 0;
+        const results = await alternate(
+          ctx,
+          contenders.map((c) => ({
+            name: c.name,
+            async measure() {
+              const posts: Post[] = [];
+              for (let b = 0; b < burstsPerRound; b++) {
+                posts.push(...(await c.burst(shape.tags)));
+                await sleep(gapMs);
+              }
+              const r = await collect(load!, posts, 15_000);
+              dropped += r.missing;
+              duplicates += r.duplicates;
+              outOfOrder += r.outOfOrder;
+              if (c.name === 'Vigil') deliveries += r.received;
+              const sorted = r.latencies.sort((a, b) => a - b);
+              return percentile(sorted, 99);
+            },
+          })),
+          (x) => `p99 ${x.toFixed(1)} ms`,
+        );
+        await load.closeAll();
+        const ours = median(results.get('Vigil')!);
+        const p3v = median(results.get('P3 raw ws')!);
+        const p4v = median(results.get('P4 graphql-ws')!);
+        const pass = ours <= 1.1 * p3v && ours <= 0.8 * p4v && dropped === 0 && duplicates === 0;
+        rows.push({
+          scenario: 'S2',
+          metric: `p99 alarm latency, ${shape.name} subscribers`,
+          unit: 'ms',
+          ours,
+          peers: [
+            { name: 'P3 raw ws', value: p3v },
+            { name: 'P4 graphql-ws', value: p4v },
+          ],
+          goal: '<= 1.1x P3, <= 0.8x P4, none dropped',
+          pass,
+          ratio: `${ratio(ours, p3v)} P3, ${ratio(ours, p4v)} P4`,
+          note:
+            `${burstsPerRound} bursts of ${shape.tags.length} alarm(s) per round, ${gapMs} ms apart; ${deliveries} Vigil deliveries measured; ` +
+            `dropped ${dropped}, duplicated ${duplicates}, out of order ${outOfOrder} (all contenders); ${frame.length}-byte frames; ` +
+            `${v.users.length} accounts (device 0 shared with all), ${subscribers / v.users.length} sockets each; load client 4 processes`,
+        });
+      }
+      return rows;
+    } finally {
+      await stop(load, p3, p4, vigil);
+    }
+  },
+};
+export default scenario;

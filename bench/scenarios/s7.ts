@@ -1,0 +1,256 @@
+// S7: 10,000 simulated devices on the device WebSocket of one gateway node, heartbeating.
+// Memory per device (RSS delta), gateway CPU and SQL statements per heartbeat over steady windows,
+// and that every device stays ONLINE with no socket closed. P3 (a raw `ws` server with the
+// protocol's least state, bench/peers/p3-device-ws.ts) holds its own fleet of the same size at
+// the same time: the floor for memory per socket and CPU per heartbeat.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import postgres from 'postgres';
+import { ROOT, cpuSecondsOf, median, ratio, rssBytes, sleep, startChild, type ChildServer, type ResultRow, type Scenario } from '../lib/harness';
+import { insertDevices, startFleet, type Fleet, type FleetStats } from '../lib/device-load';
+import { freshDatabase } from '../lib/live';
+import { clusterSecrets } from '../../test/helpers/gateway-process';
+
+/** Shortened from the default 30 s so heartbeat cost shows within the time budget (2,000 beats/s at 10,000 devices). */
+const HEARTBEAT_S = 5;
+/** S7_PROFILE=<dir>: the gateway writes a V8 CPU profile there (it is then stopped with SIGTERM, not killed). */
+const PROFILE_DIR = process.env.S7_PROFILE;
+
+async function statementsOf(base: string): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  return Number(/^vigil_db_statements_total (\S+)/m.exec(text)?.[1] ?? NaN);
+}
+
+const scenario: Scenario = {
+  id: 'S7',
+  title: '10,000 simulated devices on the device WebSocket, heartbeating',
+  async run(ctx) {
+    const count = ctx.quick ? 1000 : 10_000;
+    const windowMs = ctx.quick ? 3000 : 6000;
+    const seed = randomBytes(8).toString('hex');
+    const db = await freshDatabase(ctx.databaseUrl);
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    let gateway: Awaited<ReturnType<typeof startGatewayProcess>> | undefined;
+    let peer: ChildServer | undefined;
+    const fleets: Fleet[] = [];
+    try {
+      const started = Date.now();
+      gateway = await startGatewayProcess(
+        {
+          ...clusterSecrets(),
+          DATABASE_URL: db.url,
+          REDIS_URL: ctx.redisUrl,
+          NODE_ENV: 'production',
+          DEVICE_HEARTBEAT_S: String(HEARTBEAT_S),
+          NODE_ID: 's7-a',
+        },
+        PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [],
+      );
+      const base = gateway.url;
+      const gatewayPid = gateway.proc.pid!;
+      await insertDevices(db.url, {
+        prefix: 'S7',
+        seed,
+        count,
+        ownerEmail: `s7-${seed}@bench.example.com`,
+      });
+      peer = await startChild('bench/peers/p3-device-ws.ts', [seed, 'S7', String(count), String(HEARTBEAT_S)]);
+      ctx.progress(`set-up ${((Date.now() - started) / 1000).toFixed(1)} s: ${count} devices provisioned, gateway and P3 up`);
+
+      await sleep(500);
+      const rssBefore = {
+        ours: rssBytes(gatewayPid),
+        peer: rssBytes(peer.pid),
+      };
+      const rampStart = Date.now();
+      const rampCpu0 = cpuSecondsOf(gatewayPid);
+      const show = (who: string) => (s: FleetStats) => ctx.progress(`ramp ${who}: ${s.welcomed}/${s.devices} welcomed, ${s.retries} retries, ${s.failed} failed`);
+      const ours = await startFleet({
+        url: `${base.replace(/^http/, 'ws')}/devices/ws`,
+        seed,
+        prefix: 'S7',
+        count,
+        workers: 2,
+        concurrency: 50,
+        onProgress: show('ours'),
+      });
+      fleets.push(ours);
+      // A ramp slower than its budget is reported (devices held, hellos/s), not waited for.
+      const rampBudgetMs = ctx.quick ? 30_000 : 45_000;
+      const rampedInTime = await Promise.race([ours.ramped.then(() => true), sleep(rampBudgetMs).then(() => false)]);
+      const rampS = (Date.now() - rampStart) / 1000;
+      const afterRamp = await ours.stats();
+      const cpuPerHelloMs = ((cpuSecondsOf(gatewayPid) - rampCpu0) * 1000) / Math.max(1, afterRamp.welcomed);
+      // P3's fleet after ours, so the two ramps do not share the machine.
+      const theirs = await startFleet({ url: peer.url, seed, prefix: 'S7', count, workers: 2, concurrency: 50 });
+      fleets.push(theirs);
+      await withTimeout(theirs.ramped, 30_000, "P3's connection ramp");
+      const onlineCount = async () => Number((await sql<{ n: string }[]>`select count(*) as n from devices where online`)[0]!.n);
+      const deadline = Date.now() + 10_000;
+      while (rampedInTime && (await onlineCount()) < count && Date.now() < deadline) await sleep(200);
+      const onlineAfterRamp = await onlineCount();
+      const helloRate = afterRamp.welcomed / rampS;
+      ctx.progress(
+        `ramp ${rampedInTime ? 'done' : 'cut at its budget'} in ${rampS.toFixed(1)} s: ${afterRamp.welcomed} welcomed (${helloRate.toFixed(0)} hellos/s, gateway ${cpuPerHelloMs.toFixed(2)} ms CPU per hello); ${onlineAfterRamp}/${count} ONLINE in the database`,
+      );
+
+      // Steady windows: both fleets heartbeat throughout; each window measures both processes at once.
+      const perDevice = { ours: [] as number[], peer: [] as number[] };
+      const cpuPerBeat = { ours: [] as number[], peer: [] as number[] };
+      const statementsPerBeat: number[] = [];
+      for (let round = 1; round <= ctx.rounds; round++) {
+        const [a0, b0] = await Promise.all([ours.stats(), theirs.stats()]);
+        const cpu0 = {
+          ours: cpuSecondsOf(gatewayPid),
+          peer: cpuSecondsOf(peer.pid),
+        };
+        const st0 = await statementsOf(base);
+        await sleep(windowMs);
+        const [a1, b1] = await Promise.all([ours.stats(), theirs.stats()]);
+        const cpu1 = {
+          ours: cpuSecondsOf(gatewayPid),
+          peer: cpuSecondsOf(peer.pid),
+        };
+        const st1 = await statementsOf(base);
+        const beats = {
+          ours: a1.heartbeats - a0.heartbeats,
+          peer: b1.heartbeats - b0.heartbeats,
+        };
+        cpuPerBeat.ours.push(((cpu1.ours - cpu0.ours) * 1e6) / beats.ours);
+        cpuPerBeat.peer.push(((cpu1.peer - cpu0.peer) * 1e6) / beats.peer);
+        // The /metrics read between the two samples is itself no statement.
+        statementsPerBeat.push((st1 - st0) / beats.ours);
+        perDevice.ours.push((rssBytes(gatewayPid) - rssBefore.ours) / 1024 / a1.open);
+        perDevice.peer.push((rssBytes(peer.pid) - rssBefore.peer) / 1024 / b1.open);
+        ctx.progress(
+          `round ${round}/${ctx.rounds}: ours ${cpuPerBeat.ours.at(-1)!.toFixed(1)} µs CPU/beat, ${statementsPerBeat.at(-1)!.toFixed(3)} stmts/beat, ${perDevice.ours.at(-1)!.toFixed(1)} KiB/device · P3 ${cpuPerBeat.peer.at(-1)!.toFixed(1)} µs/beat, ${perDevice.peer.at(-1)!.toFixed(1)} KiB/device · ${beats.ours} beats`,
+        );
+      }
+
+      // The sweeper's scan at this size (it runs every 5 s on the lease holder).
+      const plan = await sql.unsafe(`explain (analyze, format json) select id from devices where online and connection_id is not null and last_seen_at < now() - interval '12.5 seconds' limit 5000`);
+      const sweepMs = Number((plan[0] as unknown as { 'QUERY PLAN': Array<{ 'Execution Time': number }> })['QUERY PLAN'][0]!['Execution Time']);
+      const [a, b] = await Promise.all([ours.stats(), theirs.stats()]);
+      const onlineAtEnd = await onlineCount();
+      const dropped = a.closesAfterWelcome + a.failed;
+      const held = Math.min(onlineAtEnd, a.open);
+      const codes = Object.entries(a.closeCodes)
+        .map(([c, n]) => `${c}x${n}`)
+        .join(' ');
+      const size = `${count.toLocaleString('en-US')} devices, heartbeat ${HEARTBEAT_S} s (shortened from 30 s), ${ctx.rounds} windows of ${windowMs / 1000} s, both fleets at once, 2 load processes each`;
+      const m = {
+        perOurs: median(perDevice.ours),
+        perPeer: median(perDevice.peer),
+        cpuOurs: median(cpuPerBeat.ours),
+        cpuPeer: median(cpuPerBeat.peer),
+        stmts: median(statementsPerBeat),
+      };
+      const rows: ResultRow[] = [
+        {
+          scenario: 'S7',
+          metric: 'devices held ONLINE on one node',
+          unit: 'devices',
+          ours: held,
+          peers: [{ name: 'P3 raw ws', value: b.open }],
+          goal: `>= 10,000 devices per node, none dropped`,
+          pass: held >= 10_000 && dropped === 0 && onlineAtEnd === count,
+          ratio: `${onlineAtEnd}/${count} ONLINE at the end`,
+          note: `${size}; ramp ${rampS.toFixed(1)} s${rampedInTime ? '' : ' (cut at its budget)'}, ${helloRate.toFixed(0)} hellos/s with 50 in flight per load process, ${cpuPerHelloMs.toFixed(2)} ms gateway CPU per hello; ${a.closesAfterWelcome} closed after welcome, ${a.failed} never welcomed${codes ? ` (${codes})` : ''}, ${a.retries} retried hellos; sweeper scan ${sweepMs.toFixed(1)} ms`,
+        },
+        {
+          scenario: 'S7',
+          metric: 'gateway RSS per device socket',
+          unit: 'KiB',
+          ours: m.perOurs,
+          peers: [{ name: 'P3 raw ws', value: m.perPeer }],
+          goal: 'reported',
+          pass: true,
+          ratio: `${ratio(m.perOurs, m.perPeer)} P3`,
+          note: `RSS delta from before the ramp over open sockets, median of ${ctx.rounds} samples; ${((1024 * 1024) / m.perOurs).toFixed(0)} devices per GiB`,
+        },
+        {
+          scenario: 'S7',
+          metric: 'gateway CPU per heartbeat',
+          unit: 'µs',
+          ours: m.cpuOurs,
+          peers: [{ name: 'P3 raw ws', value: m.cpuPeer }],
+          goal: 'reported',
+          pass: true,
+          ratio: `${ratio(m.cpuOurs, m.cpuPeer)} P3`,
+          note: `process CPU (user+sys) over the window / heartbeats the clients sent, background jobs included; ${m.stmts.toFixed(3)} SQL statements per heartbeat (vigil_db_statements_total)`,
+        },
+      ];
+      return rows;
+    } finally {
+      // The gateway first: its shutdown records devices OFFLINE, which needs nothing from the fleets.
+      await gateway?.kill(PROFILE_DIR ? 'SIGTERM' : 'SIGKILL');
+      await Promise.allSettled(fleets.map((f) => f.stop()));
+      await peer?.stop();
+      await sql.end({ timeout: 5 });
+      await db.drop();
+    }
+  },
+};
+
+/** `src/main.ts` as its own process, like test/helpers/gateway-process.ts's, but with node flags (a CPU profile). */
+async function startGatewayProcess(env: Record<string, string>, nodeArgs: string[]) {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'vigil-s7-'));
+  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/main.ts'], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      PORT: '0',
+      HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+      LOG_LEVEL: 'info',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<void>((resolve) =>
+    proc.once('exit', () => {
+      rmSync(dataDir, { recursive: true, force: true });
+      resolve();
+    }),
+  );
+  const tail: string[] = [];
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`gateway did not listen within 60 s\n${tail.join('\n')}`)), 60_000);
+    const onLine = (line: string) => {
+      tail.push(line);
+      if (tail.length > 20) tail.shift();
+      const m = /"url":"(http:\/\/[^"]+)".*vigil gateway listening/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    };
+    createInterface({ input: proc.stdout! }).on('line', onLine);
+    createInterface({ input: proc.stderr! }).on('line', onLine);
+    void exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`gateway exited early\n${tail.join('\n')}`));
+    });
+  });
+  return {
+    url,
+    proc,
+    async kill(signal: NodeJS.Signals) {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      const t = setTimeout(() => proc.kill('SIGKILL'), 20_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms)))]).finally(() => clearTimeout(timer));
+}
+
+export default scenario;

@@ -1,0 +1,176 @@
+// S8: ISAPI alarm posts stored per second by one gateway (NODE_ENV=production, fresh Postgres
+// database, no Redis) at a fixed concurrency, against a raw postgres.js loop inserting the same
+// alarm row, one insert per statement, at the same concurrency (bench/peers/raw-insert.ts).
+// Every Vigil post is a new alarm (its own channel); a 200 means committed. Afterwards the rows in
+// the database are counted against the posts answered 200.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { inArray, count } from 'drizzle-orm';
+import { openDb, tables } from '../../src/db/index';
+import { deviceKeyHash, ingestTokenHash } from '../../src/devices/provisioning';
+import { alternate, cpuSecondsOf, median, ratio, sleep, startChild, type ChildServer, type ResultRow, type Scenario } from '../lib/harness';
+import { freshDatabase, startNodes } from '../lib/live';
+
+const CONCURRENCY = 32;
+const DEVICES = 100;
+
+interface LoadResult {
+  ok: number;
+  statuses: Record<string, number>;
+  elapsedMs: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+/** Waits for a child's `RESULT {...}` line (it exits after printing it). */
+export async function resultOf(child: ChildServer, timeoutMs: number): Promise<LoadResult> {
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      const line = child.lines.find((l) => l.startsWith('RESULT '));
+      if (line) return JSON.parse(line.slice(7)) as LoadResult;
+      if (child.proc.exitCode !== null) throw new Error(`load process exited (${child.proc.exitCode}) without a result`);
+      if (Date.now() > deadline) throw new Error('load process gave no result in time');
+      await sleep(50);
+    }
+  } finally {
+    await child.stop();
+  }
+}
+
+/** Users, devices and open bindings straight into the database; returns each device's ingest token and ids. */
+export async function seedDevices(databaseUrl: string, n: number, tag: string) {
+  const handle = await openDb({ databaseUrl, dataDir: ':memory:', poolSize: 2 });
+  try {
+    const db = handle.db;
+    const [user] = await db
+      .insert(tables.users)
+      .values({ email: `${tag}-${randomBytes(4).toString('hex')}@bench.example.com`, passwordHash: 'unused' })
+      .returning({ id: tables.users.id });
+    const tokens = Array.from({ length: n }, () => randomBytes(32).toString('base64url'));
+    const devices = await db
+      .insert(tables.devices)
+      .values(
+        tokens.map((token, i) => ({
+          serial: `${tag.toUpperCase()}-${randomBytes(3).toString('hex').toUpperCase()}-${i}`,
+          channels: 1,
+          verificationCodeHash: 'unused',
+          deviceKeyHash: deviceKeyHash(randomBytes(32).toString('base64url')),
+          ingestTokenHash: ingestTokenHash(token),
+        })),
+      )
+      .returning({ id: tables.devices.id });
+    const bindings = await db
+      .insert(tables.bindings)
+      .values(devices.map((d, i) => ({ deviceId: d.id, ownerId: user!.id, name: `${tag} ${i}` })))
+      .returning({ id: tables.bindings.id, deviceId: tables.bindings.deviceId });
+    const bindingOf = new Map(bindings.map((b) => [b.deviceId, b.id]));
+    return { tokens, devices: devices.map((d) => ({ deviceId: d.id, bindingId: bindingOf.get(d.id)! })) };
+  } finally {
+    await handle.close();
+  }
+}
+
+async function countAlarms(databaseUrl: string, deviceIds: string[]): Promise<number> {
+  const handle = await openDb({ databaseUrl, dataDir: ':memory:', poolSize: 1 });
+  try {
+    const [row] = await handle.db.select({ n: count() }).from(tables.alarms).where(inArray(tables.alarms.deviceId, deviceIds));
+    return Number(row!.n);
+  } finally {
+    await handle.close();
+  }
+}
+
+const scenario: Scenario = {
+  id: 'S8',
+  title: 'ISAPI posts stored per second, one gateway vs a raw postgres.js insert loop',
+  async run(ctx) {
+    const durationMs = ctx.quick ? 2000 : 5000;
+    const db = await freshDatabase(ctx.databaseUrl);
+    const dir = mkdtempSync(path.join(tmpdir(), 'vigil-s8-'));
+    let gateway: Awaited<ReturnType<typeof startNodes>>['nodes'][number] | undefined;
+    try {
+      ({
+        nodes: [gateway],
+      } = await startNodes(['s8'], {
+        DATABASE_URL: db.url,
+        NODE_ENV: 'production',
+        REDIS_URL: '',
+      }));
+      const ours = await seedDevices(db.url, DEVICES, 's8-vigil');
+      const theirs = await seedDevices(db.url, DEVICES, 's8-raw');
+      const tokensFile = path.join(dir, 'tokens');
+      const devicesFile = path.join(dir, 'devices');
+      writeFileSync(tokensFile, ours.tokens.join('\n') + '\n');
+      writeFileSync(devicesFile, theirs.devices.map((d) => `${d.deviceId} ${d.bindingId}`).join('\n') + '\n');
+      const load = (channelBase: number, ms: number) =>
+        startChild('bench/lib/isapi-load.ts', ['--base', gateway!.url, '--tokens-file', tokensFile, '--concurrency', String(CONCURRENCY), '--duration-ms', String(ms), '--channel-base', String(channelBase)]);
+
+      // Warm-up: JIT, the ingest-token cache, the pool's connections.
+      let answered = (await resultOf(await load(1, 1000), 30_000)).ok;
+      ctx.progress(`set up: ${DEVICES} + ${DEVICES} devices, warm-up done`);
+
+      const cpuMsPerPost: number[] = [];
+      const p99s: number[] = [];
+      const results = await alternate(
+        ctx,
+        [
+          {
+            name: 'Vigil',
+            async measure(round) {
+              const cpu0 = cpuSecondsOf(gateway!.proc.pid!);
+              const r = await resultOf(await load(round * 1_000_000, durationMs), durationMs + 30_000);
+              const cpu = cpuSecondsOf(gateway!.proc.pid!) - cpu0;
+              answered += r.ok;
+              cpuMsPerPost.push((cpu * 1000) / Math.max(1, r.ok));
+              p99s.push(r.p99);
+              if (r.errors || Object.keys(r.statuses).some((s) => s !== '200')) ctx.progress(`Vigil statuses ${JSON.stringify(r.statuses)}, ${r.errors} socket errors`);
+              return r.ok / (r.elapsedMs / 1000);
+            },
+          },
+          {
+            name: 'raw',
+            async measure(round) {
+              const r = await resultOf(
+                await startChild('bench/peers/raw-insert.ts', ['--url', db.url, '--devices-file', devicesFile, '--concurrency', String(CONCURRENCY), '--duration-ms', String(durationMs), '--channel-base', String(round * 1_000_000)]),
+                durationMs + 30_000,
+              );
+              return r.ok / (r.elapsedMs / 1000);
+            },
+          },
+        ],
+        (v) => `${Math.round(v)}/s`,
+      );
+      const stored = await countAlarms(db.url, ours.devices.map((d) => d.deviceId));
+      const vigil = median(results.get('Vigil')!);
+      const raw = median(results.get('raw')!);
+      const consistent = stored === answered;
+      return [
+        {
+          scenario: 'S8',
+          metric: `ISAPI posts stored/s, ${CONCURRENCY} in flight`,
+          unit: 'posts/s',
+          ours: vigil,
+          peers: [{ name: 'raw postgres.js insert', value: raw }],
+          goal: '>= 0.5x raw insert loop',
+          pass: vigil >= 0.5 * raw && consistent,
+          ratio: `${ratio(vigil, raw)} raw`,
+          note:
+            `${ctx.rounds} rounds of ${durationMs / 1000} s, ${DEVICES} devices each side, every post a new alarm (insert); ` +
+            `rows in the database ${stored} vs posts answered 200 ${answered}${consistent ? ' (equal)' : ' (MISMATCH)'}; ` +
+            `gateway CPU ${median(cpuMsPerPost).toFixed(2)} ms/post, post p99 ${median(p99s).toFixed(1)} ms; ` +
+            `load from a minimal keep-alive HTTP client process (bench/lib/isapi-load.ts).`,
+        } satisfies ResultRow,
+      ];
+    } finally {
+      await gateway?.kill();
+      rmSync(dir, { recursive: true, force: true });
+      await db.drop();
+    }
+  },
+};
+
+export default scenario;

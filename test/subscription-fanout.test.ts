@@ -1,0 +1,187 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { GraphQLError, GraphQLInt, GraphQLObjectType, GraphQLSchema, parse, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { pino } from 'pino';
+import { createSubscriptionFanout, type FanoutMember } from '../src/http/subscription-fanout';
+import { createAlarmTailer } from '../src/streams/alarm-tail';
+import type { AlarmRow } from '../src/streams/alarm-store';
+import { createEventBus } from '../src/streams/event-bus';
+
+/** A source the test pushes into: `tick` values, or an error for a field error. */
+function pushable() {
+  const items: (number | Error)[] = [];
+  let wake: (() => void) | null = null;
+  return {
+    push(v: number | Error) {
+      items.push(v);
+      wake?.();
+    },
+    async *stream() {
+      for (;;) {
+        while (items.length) yield { tick: items.shift()! };
+        await new Promise<void>((r) => (wake = r));
+        wake = null;
+      }
+    },
+  };
+}
+
+function setup() {
+  const source = pushable();
+  const schema = new GraphQLSchema({
+    query: new GraphQLObjectType({ name: 'Query', fields: { ok: { type: GraphQLInt } } }),
+    subscription: new GraphQLObjectType({
+      name: 'Subscription',
+      fields: {
+        tick: {
+          type: GraphQLInt,
+          subscribe: () => source.stream(),
+          resolve: (e: { tick: number | Error }) => {
+            if (e.tick instanceof Error) throw e.tick;
+            return e.tick;
+          },
+        },
+      },
+    }),
+  });
+  const args: ExecutionArgs = { schema, document: parse('subscription { tick }') };
+  return { source, args, fanout: createSubscriptionFanout({ maxPending: 10, slowAfterMs: 1000 }) };
+}
+
+/** Results carry null-prototype objects: compare their JSON. */
+const plain = (v: unknown) => JSON.parse(JSON.stringify(v)) as unknown;
+const nextTick = () => new Promise((r) => setImmediate(r));
+type Results = AsyncGenerator<ExecutionResult, unknown, unknown>;
+
+describe('subscription fan-out: one serialisation for the group', () => {
+  test('writes the same serialised bytes to every idle member and queues nothing', async () => {
+    const { source, args, fanout } = setup();
+    const got: Buffer[][] = [[], [], []];
+    const members: FanoutMember[] = got.map((list) => ({ onSlow() {}, deliver: (b) => (list.push(b), true) }));
+    const subs = (await Promise.all(members.map((m) => fanout.subscribe(args, 'k', m)))) as Results[];
+    // graphql-ws waits on each member's next(): the members are idle.
+    const pulls = subs.map((s) => s.next());
+    source.push(1);
+    source.push(2);
+    await nextTick();
+    await nextTick();
+    assert.deepEqual(
+      got.map((l) => l.map((b) => b.toString())),
+      got.map(() => ['{"data":{"tick":1}}', '{"data":{"tick":2}}']),
+    );
+    // Serialised once: every member got the very same buffer.
+    assert.ok(got.every((l) => l[0] === got[0]![0]));
+    for (const s of subs) await s.return(undefined);
+    assert.deepEqual(
+      (await Promise.all(pulls)).map((r) => r.done),
+      [true, true, true],
+    );
+    assert.equal(fanout.groupCount(), 0);
+  });
+
+  test('queues the result for graphql-ws, in order, when a member cannot deliver it at once', async () => {
+    const { source, args, fanout } = setup();
+    const direct: string[] = [];
+    let accept = false;
+    const sub = (await fanout.subscribe(args, 'k', { onSlow() {}, deliver: (b) => accept && (direct.push(b.toString()), true) })) as Results;
+    const first = sub.next();
+    source.push(1);
+    await nextTick();
+    assert.deepEqual(plain((await first).value), { data: { tick: 1 } });
+    // Not waiting in next() now (graphql-ws is sending): the next result is queued, not written past it.
+    accept = true;
+    source.push(2);
+    await nextTick();
+    assert.deepEqual(direct, []);
+    assert.deepEqual(plain((await sub.next()).value), { data: { tick: 2 } });
+    // Idle again: written directly.
+    const pending = sub.next();
+    source.push(3);
+    await nextTick();
+    await nextTick();
+    assert.deepEqual(direct, ['{"data":{"tick":3}}']);
+    await sub.return(undefined);
+    assert.equal((await pending).done, true);
+  });
+
+  test('sends results with errors through graphql-ws (masked there), and serves members without deliver as before', async () => {
+    const { source, args, fanout } = setup();
+    const direct: string[] = [];
+    const withDeliver = (await fanout.subscribe(args, 'k', { onSlow() {}, deliver: (b) => (direct.push(b.toString()), true) })) as Results;
+    const plainSub = (await fanout.subscribe(args, 'k', { onSlow() {} })) as Results;
+    const a = withDeliver.next();
+    const b = plainSub.next();
+    source.push(new GraphQLError('boom'));
+    await nextTick();
+    const ra = (await a).value as ExecutionResult;
+    const rb = (await b).value as ExecutionResult;
+    assert.equal(ra.errors?.[0]?.message, 'boom');
+    assert.equal(ra, rb);
+    assert.deepEqual(direct, []);
+    const c = plainSub.next();
+    const d = withDeliver.next();
+    source.push(4);
+    await nextTick();
+    await nextTick();
+    assert.deepEqual(plain((await c).value), { data: { tick: 4 } });
+    assert.deepEqual(direct, ['{"data":{"tick":4}}']);
+    await plainSub.return(undefined);
+    await withDeliver.return(undefined);
+    assert.equal((await d).done, true);
+  });
+});
+
+describe('alarm tailer: window of recent rows', () => {
+  const row = (xid: number, seq: number) => ({ xid, seq, id: `a${xid}-${seq}` }) as unknown as AlarmRow;
+
+  async function tailerWith(rows: AlarmRow[], recentRows: number) {
+    let served = false;
+    const store = {
+      tailEnd: async () => ({ xid: 10, seq: 0 }),
+      tailAfter: async () => {
+        if (served) return [];
+        served = true;
+        return rows;
+      },
+    };
+    const tailer = createAlarmTailer({ store, bus: createEventBus(), log: pino({ level: 'silent' }), recentRows, tickMs: 60_000 });
+    tailer.start();
+    const got: AlarmRow[] = [];
+    await tailer.register((r) => got.push(r));
+    for (let i = 0; i < 100 && got.length < rows.length; i++) await new Promise((r) => setTimeout(r, 5));
+    return tailer;
+  }
+
+  test('returns the rows in (after, until] from memory, in order, when the window holds them', async () => {
+    const tailer = await tailerWith([row(11, 1), row(11, 2), row(12, 1), row(13, 1)], 10);
+    try {
+      assert.deepEqual(tailer.recentBetween({ xid: 11, seq: 1 }, { xid: 12, seq: 1 })?.map((r) => r.id), ['a11-2', 'a12-1']);
+      assert.deepEqual(tailer.recentBetween({ xid: 10, seq: 0 }, { xid: 13, seq: 1 })?.length, 4);
+      assert.deepEqual(tailer.recentBetween({ xid: 13, seq: 1 }, { xid: 13, seq: 1 }), []);
+    } finally {
+      await tailer.stop();
+    }
+  });
+
+  test('answers null (read the database) for a cursor older than the window or an end past the position', async () => {
+    const tailer = await tailerWith([row(11, 1), row(11, 2), row(12, 1), row(13, 1)], 2);
+    try {
+      // Only (11:2, 13:1] is kept: 11:2 and older fell out.
+      assert.equal(tailer.recentBetween({ xid: 11, seq: 1 }, { xid: 13, seq: 1 }), null);
+      assert.deepEqual(tailer.recentBetween({ xid: 11, seq: 2 }, { xid: 13, seq: 1 })?.map((r) => r.id), ['a12-1', 'a13-1']);
+      assert.equal(tailer.recentBetween({ xid: 12, seq: 1 }, { xid: 14, seq: 0 }), null);
+    } finally {
+      await tailer.stop();
+    }
+  });
+
+  test('keeps no window when it is turned off', async () => {
+    const tailer = await tailerWith([row(11, 1)], 0);
+    try {
+      assert.equal(tailer.recentBetween({ xid: 10, seq: 0 }, { xid: 11, seq: 1 }), null);
+      assert.equal(tailer.recentBetween({ xid: 9, seq: 0 }, { xid: 11, seq: 1 }), null);
+    } finally {
+      await tailer.stop();
+    }
+  });
+});
