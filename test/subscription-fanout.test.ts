@@ -3,7 +3,10 @@ import { describe, test } from 'node:test';
 import { GraphQLError, GraphQLInt, GraphQLObjectType, GraphQLSchema, parse, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import { pino } from 'pino';
 import { createSubscriptionFanout, type FanoutMember } from '../src/http/subscription-fanout';
+import { encodeAlarmCursor, type AlarmCursor } from '../src/streams/alarm-cursor';
 import { createAlarmTailer } from '../src/streams/alarm-tail';
+import type { AlarmView } from '../src/streams/alarm.service';
+import { createLiveService } from '../src/streams/live.service';
 import type { AlarmRow } from '../src/streams/alarm-store';
 import { createEventBus } from '../src/streams/event-bus';
 
@@ -184,4 +187,44 @@ describe('alarm tailer: window of recent rows', () => {
       await tailer.stop();
     }
   });
+});
+
+describe('alarms(after:) resume', () => {
+  const row = (seq: number, bindingId: string) => ({ xid: 20, seq, id: `alarm-${seq}`, bindingId, deviceId: `device-${bindingId}`, alarmType: 'MOTION' }) as unknown as AlarmRow;
+  const rows = [row(1, 'mine'), row(2, 'theirs'), row(3, 'mine')];
+  const between = (from: AlarmCursor, until: AlarmCursor) => rows.filter((r) => (r.xid > from.xid || (r.xid === from.xid && r.seq > from.seq)) && r.seq <= until.seq);
+
+  function liveWith(window: boolean) {
+    let databaseReads = 0;
+    const live = createLiveService({
+      clock: () => new Date(),
+      bus: createEventBus(),
+      log: pino({ level: 'silent' }),
+      tailer: {
+        register: async () => ({ position: { xid: 20, seq: 3 }, unregister() {} }),
+        recentBetween: (from, until) => (window ? between(from, until) : null),
+      },
+      access: { canSeeBinding: async (_u, b) => b === 'mine', canSeeDevice: async () => true },
+      store: {
+        replayForUser: async (_u, _now, after, _f, _limit, until) => {
+          databaseReads++;
+          return between(after!, until!).filter((r) => r.bindingId === 'mine');
+        },
+      },
+      alarms: { toView: (r) => ({ id: r.id }) as unknown as AlarmView },
+    });
+    return { live, reads: () => databaseReads };
+  }
+
+  for (const window of [true, false]) {
+    test(`replays what the caller may see after the cursor ${window ? "from the tailer's window, with no database read" : 'from the database when the window does not hold it'}`, async () => {
+      const { live, reads } = liveWith(window);
+      const stream = await live.alarms({ kind: 'session', userId: 'u', sessionId: 's' }, { after: encodeAlarmCursor({ xid: 19, seq: 9 }) });
+      const ids = [(await stream.next()).value?.id, (await stream.next()).value?.id];
+      assert.deepEqual(ids, ['alarm-1', 'alarm-3']);
+      assert.equal(reads() > 0, !window);
+      await stream.return(undefined);
+      assert.equal(live.alarmStreams(), 0);
+    });
+  }
 });

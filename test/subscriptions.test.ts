@@ -479,6 +479,19 @@ describe('credentials', () => {
     await settle(alarms);
   });
 
+  test('refuses a reconnect whose session ended without an announcement once the remembered check is older than the re-check window', async () => {
+    const user = await registerUser(t, 'silent-reconnect');
+    const second = expectData(await t.gql(LoginDocument, { input: { login: user.email, password: user.password } })).login;
+    const sessionId = expectData(await t.gql(SessionsDocument, {}, { token: second.accessToken })).sessions.find((s) => s.current)!.id;
+    // Authenticated once: the gateway remembers the check for a reconnect storm.
+    const first = client(second.accessToken);
+    await first.connected;
+    await first.dispose();
+    await t.app.db.db.update(tables.sessions).set({ revokedAt: clock.now() }).where(eq(tables.sessions.id, sessionId));
+    clock.advance(31_000);
+    assert.equal((await client(second.accessToken).closed).code, 4403);
+  });
+
   test('needs ALARMS_READ for alarms and DEVICES_READ for deviceStatus when the caller is an API key', async () => {
     const user = await registerUser(t, 'scopes');
     const key = async (scopes: Array<'DEVICES_READ' | 'ALARMS_READ'>) =>

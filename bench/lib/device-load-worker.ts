@@ -1,5 +1,5 @@
 // One process of the device-fleet load client (bench/lib/device-load.ts starts several with IPC):
-// holds thousands of device sockets on the device WebSocket (DEVICES.md section 3), says hello
+// once told the URL, holds thousands of device sockets on the device WebSocket (DEVICES.md section 3), says hello
 // with bounded concurrency, then heartbeats each device at the period its welcome asks for, spread
 // evenly over the period. Answers `stats` requests; `stop` closes every socket and exits.
 import { WebSocket } from 'ws';
@@ -56,10 +56,12 @@ function schedule(d: Device, period: number) {
 
 let stopping = false;
 
+let url = '';
+
 function connect(d: Device): Promise<void> {
   return new Promise((resolve) => {
     d.attempts++;
-    const ws = new WebSocket(spec.url, 'vigil-device.v1', {
+    const ws = new WebSocket(url, 'vigil-device.v1', {
       perMessageDeflate: false,
       handshakeTimeout: 20_000,
     });
@@ -136,6 +138,11 @@ async function ramp() {
 }
 
 process.on('message', (m: WorkerRequest) => {
+  if (m.type === 'connect' && !url) {
+    url = m.url;
+    send({ type: 'connecting', id: m.id });
+    void ramp();
+  }
   if (m.type === 'stats') send({ type: 'stats', id: m.id, stats });
   if (m.type === 'stop') {
     stopping = true;
@@ -148,4 +155,3 @@ process.on('message', (m: WorkerRequest) => {
 process.on('disconnect', () => process.exit(0));
 
 send({ type: 'ready' });
-void ramp();

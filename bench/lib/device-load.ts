@@ -3,11 +3,9 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import postgres from 'postgres';
 import { ROOT } from './harness';
 
 export interface WorkerSpec {
-  url: string;
   /** Keys derive from it, so no credentials travel between processes. */
   seed: string;
   prefix: string;
@@ -17,7 +15,7 @@ export interface WorkerSpec {
   concurrency: number;
 }
 
-export type WorkerRequest = { type: 'stats'; id: number } | { type: 'stop'; id: number };
+export type WorkerRequest = { type: 'connect'; id: number; url: string } | { type: 'stats'; id: number } | { type: 'stop'; id: number };
 
 export interface FleetStats {
   devices: number;
@@ -47,6 +45,7 @@ export const deviceKeyFor = (seed: string, i: number) => createHash('sha256').up
 export async function insertDevices(databaseUrl: string, o: { prefix: string; seed: string; count: number; ownerEmail: string }): Promise<void> {
   // Loaded here, not at the top: the load workers import this module and need none of it.
   const { deviceKeyHash, ingestTokenHash } = await import('../../src/devices/provisioning');
+  const { default: postgres } = await import('postgres');
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   try {
     const [owner] = await sql<{ id: string }[]>`insert into users (email, password_hash) values (${o.ownerEmail}, 'unused') returning id`;
@@ -71,6 +70,8 @@ export async function insertDevices(databaseUrl: string, o: { prefix: string; se
 }
 
 export interface Fleet {
+  /** Starts the ramp against `url` (the processes start before the server, to save set-up time). */
+  connect(url: string): Promise<void>;
   /** Resolves when every worker finished its ramp (each device welcomed or given up). */
   ramped: Promise<void>;
   stats(): Promise<FleetStats>;
@@ -78,8 +79,8 @@ export interface Fleet {
   stop(): Promise<void>;
 }
 
-/** Starts `workers` load processes holding `count` devices between them. */
-export async function startFleet(o: { url: string; seed: string; prefix: string; count: number; workers: number; concurrency: number; onProgress?: (s: FleetStats) => void }): Promise<Fleet> {
+/** Starts `workers` load processes that will hold `count` devices between them once told where to connect. */
+export async function startFleet(o: { seed: string; prefix: string; count: number; workers: number; concurrency: number; onProgress?: (s: FleetStats) => void }): Promise<Fleet> {
   const procs: ChildProcess[] = [];
   const latest = new Map<ChildProcess, FleetStats>();
   const pending = new Map<number, (m: { stats?: FleetStats }) => void>();
@@ -90,7 +91,6 @@ export async function startFleet(o: { url: string; seed: string; prefix: string;
   let lastProgress = 0;
   for (let w = 0; w < o.workers; w++) {
     const spec: WorkerSpec = {
-      url: o.url,
       seed: o.seed,
       prefix: o.prefix,
       from: w * per,
@@ -130,7 +130,7 @@ export async function startFleet(o: { url: string; seed: string; prefix: string;
       }),
     );
   }
-  const ask = (proc: ChildProcess, type: 'stats' | 'stop') =>
+  const ask = (proc: ChildProcess, type: 'stats' | 'stop' | 'connect', url = '') =>
     new Promise<{ stats?: FleetStats }>((resolve, reject) => {
       if (!proc.connected) return resolve({});
       const id = nextId++;
@@ -143,7 +143,7 @@ export async function startFleet(o: { url: string; seed: string; prefix: string;
         pending.delete(id);
         resolve(m);
       });
-      proc.send({ type, id } satisfies WorkerRequest);
+      proc.send((type === 'connect' ? { type, id, url } : { type, id }) satisfies WorkerRequest);
     });
   const stopAll = async () => {
     await Promise.allSettled(procs.map((p) => ask(p, 'stop')));
@@ -168,6 +168,9 @@ export async function startFleet(o: { url: string; seed: string; prefix: string;
     throw err;
   }
   return {
+    async connect(url) {
+      await Promise.all(procs.map((p) => ask(p, 'connect', url)));
+    },
     ramped: Promise.all(ramps).then(() => {}),
     pids: procs.map((p) => p.pid!),
     async stats() {

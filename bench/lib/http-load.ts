@@ -39,3 +39,6 @@ export async function postJson(url: string, body: string, headers: Record<string
   const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body, signal: AbortSignal.timeout(10_000) });
   return { status: res.status, json: await res.json() };
 }
+
+/** `--cpu-prof` for the Vigil process when BENCH_CPU_PROF names a directory (profiles are written at exit). */
+export const profileArgs = (): string[] => (process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []);

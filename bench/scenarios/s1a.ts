@@ -3,6 +3,7 @@
 // the same type-graphql schema, resolvers, data and bearer lookup (bench/peers/lib/http-data.ts).
 import { alternate, median, ratio, startChild, type BenchContext, type ChildServer, type ResultRow, type Scenario } from '../lib/harness';
 import { freshDatabase } from '../lib/live';
+import { profileArgs } from '../lib/http-load';
 import { httpLoad, postJson, type HttpLoadResult } from '../lib/http-load';
 import { BENCH_TOKEN, DEVICES_BODY } from '../peers/lib/http-data';
 
@@ -45,7 +46,7 @@ async function run(ctx: BenchContext): Promise<ResultRow[]> {
     ctx.progress('starting Vigil (in-memory services) and the peers');
     const names = ['Vigil', 'P0 graphql-js', 'P1 Yoga', 'P2 graphql-jit'];
     const started = await Promise.allSettled([
-      startChild('bench/servers/vigil-memory.ts', [], vigilMemoryEnv(db.url), { readyTimeoutMs: 60_000 }),
+      startChild('bench/servers/vigil-http.ts', ['--memory-data'], vigilMemoryEnv(db.url), { readyTimeoutMs: 60_000, nodeArgs: profileArgs() }),
       startChild('bench/peers/p0-graphql-js.ts', [], { NODE_ENV: 'production' }, { readyTimeoutMs: 60_000 }),
       startChild('bench/peers/p1-yoga.ts', [], { NODE_ENV: 'production' }, { readyTimeoutMs: 60_000 }),
       startChild('bench/peers/p2-jit.ts', [], { NODE_ENV: 'production' }, { readyTimeoutMs: 60_000 }),

@@ -18,11 +18,44 @@ const zxcvbn = new ZxcvbnFactory({
   translations: en.translations,
 });
 
-export const hashPassword = (password: string) => argon2.hash(password, ARGON2_OPTIONS);
+/**
+ * At most this many argon2 computations run at once (0: no limit beyond libuv's thread pool). Each
+ * takes a thread and 19 MiB; on a small machine, a bound keeps a login storm from starving the
+ * event loop that serves queries. Set from ARGON2_CONCURRENCY by the app.
+ */
+let hashSlots = 0;
+let hashesRunning = 0;
+const waitingForSlot: Array<() => void> = [];
+
+export function setHashConcurrency(limit: number) {
+  hashSlots = Math.max(0, Math.floor(limit));
+  while (waitingForSlot.length && (hashSlots === 0 || hashesRunning < hashSlots)) {
+    hashesRunning++;
+    waitingForSlot.shift()!();
+  }
+}
+
+/** Hashes computing now and waiting for a slot (for metrics and tests). */
+export const hashingNow = () => ({ running: hashesRunning, waiting: waitingForSlot.length });
+
+async function withHashSlot<T>(work: () => Promise<T>): Promise<T> {
+  if (hashSlots === 0 || hashesRunning < hashSlots) hashesRunning++;
+  else await new Promise<void>((resolve) => waitingForSlot.push(resolve));
+  try {
+    return await work();
+  } finally {
+    // Hand the slot straight to the next waiter, so no newcomer can slip in between.
+    const next = waitingForSlot.shift();
+    if (next) next();
+    else hashesRunning--;
+  }
+}
+
+export const hashPassword = (password: string) => withHashSlot(() => argon2.hash(password, ARGON2_OPTIONS));
 
 /** A real hash of a random value, verified against when the login is unknown so both paths cost the same. */
 let dummyHash: Promise<string> | undefined;
-const getDummyHash = () => (dummyHash ??= argon2.hash(`dummy-${Math.random()}`, ARGON2_OPTIONS));
+const getDummyHash = () => (dummyHash ??= hashPassword(`dummy-${Math.random()}`));
 
 /**
  * Verifies `password` against `hash`, or against a dummy hash when `hash` is null, so that an
@@ -30,7 +63,8 @@ const getDummyHash = () => (dummyHash ??= argon2.hash(`dummy-${Math.random()}`, 
  */
 export async function verifyPassword(hash: string | null, password: string): Promise<boolean> {
   try {
-    const ok = await argon2.verify(hash ?? (await getDummyHash()), password);
+    const target = hash ?? (await getDummyHash());
+    const ok = await withHashSlot(() => argon2.verify(target, password));
     return ok && hash !== null;
   } catch {
     return false;

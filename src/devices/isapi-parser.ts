@@ -205,6 +205,8 @@ export function parseAlertXml(text: string): IsapiAlert {
   const lt = s.indexOf('<');
   if (lt < 0) throw new IsapiParseError('malformed-xml', 'no markup');
   const markup = lt > 0 ? s.slice(lt) : s;
+  const flat = flatAlert(markup);
+  if (flat) return buildAlert(flat);
   // Real alerts are a few KiB: repair them up front. For huge bodies the repair
   // would multiply the parser's work (every bare & becomes &amp;), and the
   // parser already keeps an & that starts no known entity, so repair only if
@@ -394,6 +396,44 @@ export function previewBody(body: Uint8Array, max = 256): string {
 
 type Obj = Record<string, unknown>;
 type Fields = Map<string, unknown>;
+
+const XML_DECLARATION = /^<\?xml[^<>]*\?>\s*/y;
+const ROOT_OPEN = /<([A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)(?:\s+[A-Za-z_][\w.:-]*\s*=\s*(?:"[^"<>]*"|'[^'<>]*'))*\s*>/y;
+const LEAF = /\s*<([A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)>([^<&]*)<\/\1\2>/y;
+const MAX_FLAT_FIELDS = 64;
+
+/**
+ * The shape nearly every camera sends, read without the XML parser (the ingest's hottest cost):
+ * an optional declaration, an `EventNotificationAlert` root (any prefix, attributes ignored), and
+ * only leaf children with plain non-empty text, each name once. Returns the root's fields as the
+ * parser would (prefixes dropped, values trimmed strings), or null for anything else (nesting,
+ * entities, CDATA, comments, empty or repeated elements, trailing content): the parser decides.
+ */
+function flatAlert(markup: string): Obj | null {
+  let at = 0;
+  XML_DECLARATION.lastIndex = 0;
+  if (XML_DECLARATION.test(markup)) at = XML_DECLARATION.lastIndex;
+  ROOT_OPEN.lastIndex = at;
+  const root = ROOT_OPEN.exec(markup);
+  if (!root || root[2]!.toLowerCase() !== 'eventnotificationalert') return null;
+  at = ROOT_OPEN.lastIndex;
+  const fields: Obj = {};
+  let hasEventType = false;
+  for (let n = 0; n <= MAX_FLAT_FIELDS; n++) {
+    LEAF.lastIndex = at;
+    const leaf = LEAF.exec(markup);
+    if (!leaf) break;
+    const name = leaf[2]!;
+    const value = leaf[3]!.trim();
+    if (value.length === 0 || Object.prototype.hasOwnProperty.call(fields, name) || name === '__proto__') return null;
+    fields[name] = value;
+    if (name.toLowerCase() === 'eventtype') hasEventType = true;
+    at = LEAF.lastIndex;
+  }
+  const rest = markup.slice(at).trim();
+  if (!hasEventType || rest !== `</${root[1] ?? ''}${root[2]}>`) return null;
+  return fields;
+}
 
 function isObject(v: unknown): v is Obj {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -12,8 +12,56 @@ const { devices, bindings, deviceCommands } = tables;
 
 const iso = (d: Date) => sql`${d.toISOString()}::timestamptz`;
 
+/**
+ * The hello path's statements, built once per database handle (drizzle's query building costs
+ * more CPU than the round trip at thousands of hellos a minute).
+ */
+const helloStatements = new WeakMap<Db, ReturnType<typeof prepareHello>>();
+function prepareHello(db: Db) {
+  const before = db
+    .select({ id: devices.id, online: devices.online, connectionId: devices.connectionId, nodeId: devices.nodeId })
+    .from(devices)
+    .where(eq(devices.id, sql.placeholder('deviceId')))
+    .for('update')
+    .as('before');
+  return {
+    bySerial: db
+      .select({ id: devices.id, deviceKeyHash: devices.deviceKeyHash })
+      .from(devices)
+      .where(eq(devices.serial, sql.placeholder('serial')))
+      .limit(1)
+      .prepare('registry_device_by_serial'),
+    claim: db
+      .update(devices)
+      .set({
+        online: true,
+        lastSeenAt: sql`${sql.placeholder('now')}::timestamptz`,
+        heartbeats: true,
+        nodeId: sql`${sql.placeholder('nodeId')}`,
+        connectionId: sql`${sql.placeholder('connectionId')}`,
+        // A hello without firmware keeps the recorded one.
+        firmware: sql`coalesce(${sql.placeholder('firmware')}::text, ${devices.firmware})`,
+      })
+      .from(before)
+      .where(eq(devices.id, before.id))
+      .returning({
+        wasOnline: before.online,
+        previousConnectionId: before.connectionId,
+        previousNodeId: before.nodeId,
+        bound: sql<boolean>`exists (select 1 from bindings b where b.device_id = devices.id and b.ended_at is null)`,
+        commands: sql<boolean>`exists (select 1 from device_commands dc where dc.device_id = devices.id and dc.completed_at is null and dc.expires_at > ${sql.placeholder('now')}::timestamptz)`,
+      })
+      .prepare('registry_claim_connection'),
+  };
+}
+const hello = (db: Db) => {
+  let p = helloStatements.get(db);
+  if (!p) helloStatements.set(db, (p = prepareHello(db)));
+  return p;
+};
+
 export async function deviceBySerial(db: Db, serial: string): Promise<{ id: string; deviceKeyHash: string } | undefined> {
-  const [row] = await db.select({ id: devices.id, deviceKeyHash: devices.deviceKeyHash }).from(devices).where(eq(devices.serial, serial)).limit(1);
+  const [row] = await hello(db).bySerial.execute({ serial });
   return row;
 }
 
@@ -38,31 +86,7 @@ export interface Claim {
  * update (a concurrent claim waits for the lock and then sees this one's connection as replaced).
  */
 export async function claimConnection(db: Db, deviceId: string, c: { connectionId: string; nodeId: string; now: Date; firmware: string | null }): Promise<Claim> {
-  const before = db
-    .select({ id: devices.id, online: devices.online, connectionId: devices.connectionId, nodeId: devices.nodeId })
-    .from(devices)
-    .where(eq(devices.id, deviceId))
-    .for('update')
-    .as('before');
-  const [row] = await db
-    .update(devices)
-    .set({
-      online: true,
-      lastSeenAt: c.now,
-      heartbeats: true,
-      nodeId: c.nodeId,
-      connectionId: c.connectionId,
-      ...(c.firmware ? { firmware: c.firmware } : {}),
-    })
-    .from(before)
-    .where(eq(devices.id, before.id))
-    .returning({
-      wasOnline: before.online,
-      previousConnectionId: before.connectionId,
-      previousNodeId: before.nodeId,
-      bound: sql<boolean>`exists (select 1 from bindings b where b.device_id = devices.id and b.ended_at is null)`,
-      commands: sql<boolean>`exists (select 1 from device_commands dc where dc.device_id = devices.id and dc.completed_at is null and dc.expires_at > ${iso(c.now)})`,
-    });
+  const [row] = await hello(db).claim.execute({ deviceId, now: c.now.toISOString(), nodeId: c.nodeId, connectionId: c.connectionId, firmware: c.firmware });
   if (!row) throw new Error(`device ${deviceId} vanished`);
   return {
     cameOnline: !row.wasOnline,

@@ -83,11 +83,32 @@ const paginatedEstimator: ComplexityEstimator = ({ args, childComplexity }) => {
   return undefined;
 };
 
+/**
+ * Costs already estimated, per parsed document (Apollo and graphql-ws reuse the parsed document of a
+ * repeated query), then per operation and variables: the estimate walks the whole document.
+ * 'skip' = the estimator could not run (left for execution to report); 'too-many-nodes' = over its node limit.
+ */
+const costCache = new WeakMap<DocumentNode, Map<string, number | 'skip' | 'too-many-nodes'>>();
+const MAX_COSTS_PER_DOCUMENT = 100;
+
 /** Throws QUERY_TOO_COMPLEX when the estimated cost of the operation is over the limit. */
 export function assertCost(schema: GraphQLSchema, document: DocumentNode, variables: Record<string, unknown> | undefined, operationName?: string | null) {
-  let cost: number;
+  let byArgs = costCache.get(document);
+  if (!byArgs) costCache.set(document, (byArgs = new Map()));
+  const key = `${operationName ?? ''}\u0000${variables ? JSON.stringify(variables) : ''}`;
+  let cost = byArgs.get(key);
+  if (cost === undefined) {
+    cost = estimateCost(schema, document, variables, operationName);
+    if (byArgs.size >= MAX_COSTS_PER_DOCUMENT) byArgs.clear();
+    byArgs.set(key, cost);
+  }
+  if (cost === 'too-many-nodes') throw tooComplex('Query is too complex');
+  if (cost !== 'skip' && cost > GRAPHQL_LIMITS.maxCost) throw tooComplex(`Query cost ${cost} exceeds the limit of ${GRAPHQL_LIMITS.maxCost}`);
+}
+
+function estimateCost(schema: GraphQLSchema, document: DocumentNode, variables: Record<string, unknown> | undefined, operationName?: string | null): number | 'skip' | 'too-many-nodes' {
   try {
-    cost = getComplexity({
+    return getComplexity({
       schema,
       query: document,
       variables: variables ?? {},
@@ -97,15 +118,22 @@ export function assertCost(schema: GraphQLSchema, document: DocumentNode, variab
     });
   } catch (e) {
     const message = e instanceof Error ? e.message : '';
-    if (/query nodes/i.test(message)) throw tooComplex('Query is too complex');
+    if (/query nodes/i.test(message)) return 'too-many-nodes';
     // Anything else (variables of the wrong type, unknown operation) is left for execution to
     // report as BAD_USER_INPUT, which it does with a precise message.
-    return;
+    return 'skip';
   }
-  if (cost > GRAPHQL_LIMITS.maxCost) throw tooComplex(`Query cost ${cost} exceeds the limit of ${GRAPHQL_LIMITS.maxCost}`);
 }
 
+const introspectionCache = new WeakMap<DocumentNode, boolean>();
+
 export function usesIntrospection(document: DocumentNode): boolean {
+  let found = introspectionCache.get(document);
+  if (found === undefined) introspectionCache.set(document, (found = findsIntrospection(document)));
+  return found;
+}
+
+function findsIntrospection(document: DocumentNode): boolean {
   let found = false;
   visit(document, {
     Field(node) {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { parse, specifiedRules, validate, GraphQLError, getOperationAST, Kind, type ExecutionResult, type FormattedExecutionResult, type GraphQLSchema, type OperationDefinitionNode, type ValidationRule } from 'graphql';
+import { parse, specifiedRules, validate, GraphQLError, getOperationAST, Kind, type DocumentNode, type ExecutionResult, type FormattedExecutionResult, type GraphQLSchema, type OperationDefinitionNode, type ValidationRule } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { Counter, Gauge } from 'prom-client';
 import type { WebSocket, WebSocketServer } from 'ws';
@@ -77,6 +77,8 @@ const credentialOf = (c: Caller) => (c.kind === 'session' ? `s:${c.sessionId}` :
 const visibilityOf = (c: Caller) => (c.kind === 'session' ? `u:${c.userId}` : `u:${c.userId}:k:${[...c.scopes].sort().join(',')}`);
 const CLOSE_BRACE = Buffer.from('}');
 const MAX_REMEMBERED_CREDENTIALS = 10_000;
+/** Distinct valid subscription documents kept parsed (the oldest goes first). */
+const MAX_SHARED_DOCUMENTS = 500;
 
 /** A bearer JWT's `exp` in ms; Infinity for anything else (API keys are checked by the bus and the re-check). */
 function jwtExpiryMs(authorization: string): number {
@@ -149,6 +151,7 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
   const endedRecently = new Map<string, number>();
   const groupKeys = new WeakMap<object, { key: string | null; conn: ConnectionState; id: string }>();
   const formatted = new WeakMap<ExecutionResult, FormattedExecutionResult>();
+  const validDocuments = new Map<string, DocumentNode>();
 
   const subscriptionsGauge = new Gauge({ name: 'vigil_graphql_subscriptions', help: 'Running GraphQL subscriptions on this node', registers: [opts.metrics.registry] });
   const groupsGauge = new Gauge({ name: 'vigil_graphql_subscription_groups', help: 'Shared executions (groups of identical subscriptions) on this node', registers: [opts.metrics.registry] });
@@ -326,15 +329,20 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
         if (st.active.size >= opts.maxSubscriptionsPerConnection) {
           return [new GraphQLError('Too many operations on this connection', { extensions: { code: 'QUERY_TOO_COMPLEX' } })];
         }
-        let document;
-        try {
-          if (!withinTokenLimit(payload.query)) return [new GraphQLError('Query has too many tokens', { extensions: { code: 'QUERY_TOO_COMPLEX' } })];
-          document = parse(payload.query);
-        } catch (e) {
-          return [e instanceof GraphQLError ? e : new GraphQLError('Cannot parse the query', { extensions: { code: 'GRAPHQL_PARSE_FAILED' } })];
+        // Valid documents are shared: thousands of subscribers of the same query hold one AST, parsed and validated once.
+        let document = validDocuments.get(payload.query);
+        if (!document) {
+          try {
+            if (!withinTokenLimit(payload.query)) return [new GraphQLError('Query has too many tokens', { extensions: { code: 'QUERY_TOO_COMPLEX' } })];
+            document = parse(payload.query);
+          } catch (e) {
+            return [e instanceof GraphQLError ? e : new GraphQLError('Cannot parse the query', { extensions: { code: 'GRAPHQL_PARSE_FAILED' } })];
+          }
+          const errors = validate(schema, document, rules);
+          if (errors.length) return errors.map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: e.extensions.code ?? 'GRAPHQL_VALIDATION_FAILED' } }));
+          if (validDocuments.size >= MAX_SHARED_DOCUMENTS) validDocuments.delete(validDocuments.keys().next().value!);
+          validDocuments.set(payload.query, document);
         }
-        const errors = validate(schema, document, rules);
-        if (errors.length) return errors.map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: e.extensions.code ?? 'GRAPHQL_VALIDATION_FAILED' } }));
         const operation = getOperationAST(document, payload.operationName);
         if (!operation) return [new GraphQLError('Unknown operation', { extensions: { code: 'OPERATION_RESOLUTION_FAILURE' } })];
         try {
@@ -345,13 +353,17 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
         }
         st.active.add(id);
         const request = ctx.extra.request;
+        let loaders: GraphqlContext['loaders'] | undefined;
         const contextValue: GraphqlContext = {
           caller: st.caller,
           meta: { ip: opts.clientIp(request), userAgent: request.headers['user-agent'] ?? null },
           requestId: `ws-${id}`,
           services,
-          // A subscription keeps this context for all its events: no memoised devices there.
-          loaders: createLoaders(services, st.caller, { cache: operation.operation !== 'subscription' }),
+          // A subscription keeps this context for all its events: no memoised devices there. Made
+          // when first used: a grouped subscriber's own context is never executed against.
+          get loaders() {
+            return (loaders ??= createLoaders(services, st.caller, { cache: operation.operation !== 'subscription' }));
+          },
           log,
         };
         groupKeys.set(contextValue, { key: grouping ? groupKey(operation, st.caller, payload) : null, conn: st, id });

@@ -114,7 +114,9 @@ export function jitGateway(schema: GraphQLSchema, kind: GraphqlExecutorKind, opt
     ? (rc) =>
         jit.run({
           document: rc.document,
-          operationName: rc.operationName,
+          // The name the client asked for: Apollo's rc.operationName is null when none matched, and
+          // graphql-js must then report the unknown name rather than run the only operation.
+          operationName: rc.request.operationName ?? null,
           // Unresolved operation (unknown operationName): graphql-js reports it.
           operationType: (rc.operation as typeof rc.operation | undefined)?.operation ?? 'unresolved',
           documentKey: rc.queryHash,

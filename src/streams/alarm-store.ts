@@ -118,10 +118,13 @@ function newAlarmRow(deviceId: string, bindingId: string, post: AlarmPost, now: 
   };
 }
 
-/** The fast path's statement (see storeBatch): fixed text, so it is prepared once per connection. */
+/**
+ * The fast path's statement (see storeBatch): fixed text, so it is prepared once per connection.
+ * Times travel as text: the driver's timestamp-array serializer is not usable under drizzle.
+ */
 const INSERT_NEW_ALARMS = `with v as (
     select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-      $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::int[], $15::text[], $16::text[])
+      $11::text[], $12::text[], $13::text[], $14::int[], $15::text[], $16::text[])
       as v(id, device_id, source, channel, event_type, raw_type, alarm_type, region_id, description, channel_name,
         started_at, received_at, last_post_device_at, active_post_count, details, identity)
   ),
@@ -132,7 +135,7 @@ const INSERT_NEW_ALARMS = `with v as (
     insert into alarms (id, device_id, binding_id, source, channel, event_type, raw_type, alarm_type, region_id, description, channel_name,
       started_at, received_at, last_post_at, last_post_device_at, active_post_count, post_count, details)
     select v.id, v.device_id, b.id, v.source, v.channel, v.event_type, v.raw_type, v.alarm_type, v.region_id, v.description, v.channel_name,
-      v.started_at, v.received_at, v.received_at, v.last_post_device_at, v.active_post_count, 1, v.details::jsonb
+      v.started_at::timestamptz, v.received_at::timestamptz, v.received_at::timestamptz, v.last_post_device_at::timestamptz, v.active_post_count, 1, v.details::jsonb
     from v join b on b.device_id = v.device_id
     where v.identity is null or not exists (select 1 from alarm_receipts r where r.device_id = v.device_id and r.key = v.identity)
     on conflict (device_id, channel, event_type, (coalesce(region_id, ''))) where ended_at is null do nothing
@@ -140,7 +143,7 @@ const INSERT_NEW_ALARMS = `with v as (
   ),
   rec as (
     insert into alarm_receipts (device_id, key, alarm_id, received_at)
-    select v.device_id, v.identity, v.id, v.received_at from ins join v on v.id = ins.id where v.identity is not null
+    select v.device_id, v.identity, v.id, v.received_at::timestamptz from ins join v on v.id = ins.id where v.identity is not null
     on conflict do nothing
     returning alarm_id
   )
