@@ -327,6 +327,118 @@ describe('exactly-once store and total order under concurrency', () => {
   });
 });
 
+describe('group commit', () => {
+  const activePost = (o: Partial<AlarmPost> = {}): AlarmPost => ({
+    source: 'isapi',
+    eventType: 'vmd',
+    rawType: 'VMD',
+    alarmType: 'MOTION',
+    state: 'active',
+    channel: 1,
+    regionId: null,
+    deviceTime: null,
+    activePostCount: 0,
+    description: null,
+    channelName: null,
+    identity: null,
+    retransmission: false,
+    details: null,
+    ...o,
+  });
+  async function boundDevice() {
+    const db = t.app.db.db;
+    const d = await insertDevice(db);
+    await insertBinding(db, d.id, await insertUser(db), clock.now());
+    return d.id;
+  }
+  const rowsOf = (deviceId: string) => t.app.db.db.select().from(tables.alarms).where(eq(tables.alarms.deviceId, deviceId)).orderBy(tables.alarms.seq);
+
+  test('coalesces concurrent posts of one alarm into one row, in arrival order', async () => {
+    const deviceId = await boundDevice();
+    const results = await Promise.all(Array.from({ length: 12 }, (_, i) => t.app.alarmStore.record(deviceId, activePost({ activePostCount: i + 1 }))));
+    assert.deepEqual(
+      results.map((r) => r.outcome),
+      ['created', ...Array(11).fill('coalesced')],
+    );
+    const rows = await rowsOf(deviceId);
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0]!.postCount, 12);
+    assert.equal(rows[0]!.activePostCount, 12, 'the last post counts');
+    assert.ok(results.every((r) => r.alarm?.id === rows[0]!.id));
+  });
+
+  test('stores a resent identity once, and applies active, inactive, active of one key in order', async () => {
+    const deviceId = await boundDevice();
+    const same = await Promise.all(Array.from({ length: 5 }, () => t.app.alarmStore.record(deviceId, activePost({ identity: 'u:same', channel: 7 }))));
+    assert.deepEqual(
+      same.map((r) => r.outcome),
+      ['created', 'duplicate', 'duplicate', 'duplicate', 'duplicate'],
+    );
+    const seq = await Promise.all([
+      t.app.alarmStore.record(deviceId, activePost({ channel: 3, identity: 'w:1' })),
+      t.app.alarmStore.record(deviceId, activePost({ channel: 3, state: 'inactive', identity: 'w:2' })),
+      t.app.alarmStore.record(deviceId, activePost({ channel: 3, identity: 'w:3' })),
+      t.app.alarmStore.record(deviceId, activePost({ channel: 3, state: 'inactive' })),
+      t.app.alarmStore.record(deviceId, activePost({ channel: 3, state: 'inactive' })),
+    ]);
+    assert.deepEqual(
+      seq.map((r) => r.outcome),
+      ['created', 'ended', 'created', 'ended', 'stray-inactive'],
+    );
+    const rows = (await rowsOf(deviceId)).filter((r) => r.channel === 3);
+    assert.equal(rows.length, 2);
+    assert.ok(rows.every((r) => r.endedAt !== null));
+    // Resending the whole sequence stores nothing new.
+    const again = await Promise.all(['w:1', 'w:2', 'w:3'].map((identity) => t.app.alarmStore.record(deviceId, activePost({ channel: 3, identity }))));
+    assert.deepEqual(
+      again.map((r) => r.outcome),
+      ['duplicate', 'duplicate', 'duplicate'],
+    );
+  });
+
+  test('answers each post of a mixed batch: unbound devices store nothing, bound ones store theirs', async () => {
+    const bound = await boundDevice();
+    const unbound = (await insertDevice(t.app.db.db)).id;
+    const results = await Promise.all([
+      t.app.alarmStore.record(unbound, activePost({ channel: 1 })),
+      t.app.alarmStore.record(bound, activePost({ channel: 1 })),
+      t.app.alarmStore.record(unbound, activePost({ channel: 2 })),
+      t.app.alarmStore.record(bound, activePost({ channel: 2 })),
+    ]);
+    assert.deepEqual(
+      results.map((r) => r.outcome),
+      ['unbound', 'created', 'unbound', 'created'],
+    );
+    assert.equal((await rowsOf(unbound)).length, 0);
+    assert.equal((await rowsOf(bound)).length, 2);
+  });
+
+  test('fails only the post the database refuses when its batch fails; the others are stored and answered', async () => {
+    const deviceId = await boundDevice();
+    // A channel beyond Postgres integer range makes the batch's statement fail as a whole.
+    const outcomes = await Promise.allSettled([
+      t.app.alarmStore.record(deviceId, activePost({ channel: 11 })),
+      t.app.alarmStore.record(deviceId, activePost({ channel: 2 ** 31 })),
+      t.app.alarmStore.record(deviceId, activePost({ channel: 12, identity: 'u:after-the-bad-one' })),
+      t.app.alarmStore.record(deviceId, activePost({ channel: 11 })),
+    ]);
+    assert.deepEqual(
+      outcomes.map((o) => (o.status === 'fulfilled' ? o.value.outcome : 'rejected')),
+      ['created', 'rejected', 'created', 'coalesced'],
+    );
+    const rows = await rowsOf(deviceId);
+    assert.deepEqual(
+      rows.map((r) => [r.channel, r.postCount]),
+      [
+        [11, 2],
+        [12, 1],
+      ],
+    );
+    // Nothing of the failed post was kept: not even the receipt of the post after it is missing.
+    assert.equal((await t.app.alarmStore.record(deviceId, activePost({ channel: 12, identity: 'u:after-the-bad-one' }))).outcome, 'duplicate');
+  });
+});
+
 describe('retention', () => {
   test('deletes alarms and receipts older than ALARM_RETENTION_DAYS when the job runs', async () => {
     const db = t.app.db.db;

@@ -419,3 +419,32 @@ describe('ISAPI liveness', () => {
     events.stop();
   });
 });
+
+describe('ISAPI alarm host: storage failures', () => {
+  test('answers 503, never 200, when the alarm store rejects the post (its group commit failed)', async () => {
+    const { default: Fastify } = await import('fastify');
+    const { pino } = await import('pino');
+    const { isapiIngest } = await import('../src/devices/isapi-ingest');
+    const d = await boundDevice();
+    let seen = 0;
+    const app = Fastify();
+    await app.register(
+      isapiIngest({
+        db: t.app.db.db,
+        clock: clock.now,
+        log: pino({ level: 'silent' }),
+        registry: { recordIsapiSeen: async () => void seen++ },
+        alarms: { record: () => Promise.reject(new Error('batch failed')) },
+        bodyLimit: 1024 * 1024,
+      }),
+    );
+    try {
+      const res = await app.inject({ method: 'POST', url: d.ingestPath, headers: { 'content-type': XML }, payload: alertXml({ eventType: 'VMD', channel: 1 }) });
+      assert.equal(res.statusCode, 503);
+      assert.equal(res.headers['retry-after'], '5');
+      assert.equal(seen, 1, 'liveness is still recorded');
+    } finally {
+      await app.close();
+    }
+  });
+});

@@ -208,10 +208,14 @@ describe('batched heartbeats', () => {
     clock.advance(1000);
     const at = clock.now();
     c.deliver('{ "type": "heartbeat" }');
-    await waitFor(async () => {
-      await r.flushHeartbeats();
-      return (await row(d.id)).lastSeenAt! >= at;
-    }, 5000, 'heartbeat recorded');
+    await waitFor(
+      async () => {
+        await r.flushHeartbeats();
+        return (await row(d.id)).lastSeenAt! >= at;
+      },
+      5000,
+      'heartbeat recorded',
+    );
     const early = fakeTransport();
     r.open(early.transport, { ip: '127.0.0.1' });
     early.deliver('{"type":"heartbeat"}');

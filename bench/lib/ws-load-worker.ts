@@ -32,8 +32,8 @@ export type Request =
   | { op: 'open'; conns: ConnSpec[]; concurrency: number; timeoutMs: number }
   | { op: 'take'; posts: Post[] }
   | { op: 'sample' }
-  | { op: 'drop' }
-  | { op: 'reconnect'; spreadMs: number; timeoutMs: number }
+  | { op: 'drop'; urlPrefix: string }
+  | { op: 'reconnect'; urlPrefix: string; spreadMs: number; timeoutMs: number }
   | { op: 'close' };
 
 interface SubState {
@@ -210,8 +210,9 @@ async function handle(req: Request): Promise<unknown> {
     case 'sample':
       return { raw: lastRaw };
     case 'drop': {
-      // Every socket drops at once, as in a network loss (terminate: no close handshake).
-      for (const c of conns) {
+      // Every socket to that server drops at once, as in a network loss (terminate: no close handshake).
+      const targets = conns.filter((c) => c.spec.url.startsWith(req.urlPrefix));
+      for (const c of targets) {
         for (const s of c.subs) s.firstAfterBounce = 0;
         c.ws?.removeAllListeners('close');
         c.ws?.on('close', () => {});
@@ -219,16 +220,17 @@ async function handle(req: Request): Promise<unknown> {
         c.ws = null;
       }
       bouncing = true;
-      return { dropped: conns.length };
+      return { dropped: targets.length };
     }
     case 'reconnect': {
       // Reconnects spread evenly over `spreadMs`, each resuming with its last cursor;
       // re-established = its first message after resubscribing.
+      const targets = conns.filter((c) => c.spec.url.startsWith(req.urlPrefix));
       const t0 = wallMs();
       let reopenFailed = 0;
       await Promise.all(
-        conns.map(async (c, i) => {
-          const at = t0 + (i / conns.length) * req.spreadMs;
+        targets.map(async (c, i) => {
+          const at = t0 + (i / targets.length) * req.spreadMs;
           await new Promise((r) => setTimeout(r, Math.max(0, at - wallMs())));
           try {
             await openConn(c, true, req.timeoutMs);
@@ -238,12 +240,12 @@ async function handle(req: Request): Promise<unknown> {
         }),
       );
       const deadline = t0 + req.timeoutMs;
-      const all = () => conns.every((c) => c.subs.every((s) => s.firstAfterBounce > 0 || !s.spec.resumeVar));
+      const all = () => targets.every((c) => c.subs.every((s) => s.firstAfterBounce > 0 || !s.spec.resumeVar));
       while (!all() && wallMs() < deadline) await new Promise((r) => setTimeout(r, 10));
       bouncing = false;
       let last = 0;
       let pending = 0;
-      for (const c of conns) {
+      for (const c of targets) {
         for (const s of c.subs) {
           if (!s.spec.resumeVar) continue;
           if (s.firstAfterBounce > 0) last = Math.max(last, s.firstAfterBounce);

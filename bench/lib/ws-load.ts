@@ -30,10 +30,10 @@ export interface WsLoad {
   take(posts: Post[]): Promise<TakeResult>;
   /** The last raw message a socket received (to capture a real `next` frame). */
   sample(): Promise<string>;
-  /** Every socket drops at once (no close handshake). */
-  drop(): Promise<void>;
+  /** Every socket whose URL starts with `urlPrefix` drops at once (no close handshake). */
+  drop(urlPrefix: string): Promise<void>;
   /** Every dropped socket reconnects, resuming with its cursor, spread over `spreadMs`; wall time when the last got its first message after resubscribing. */
-  reconnect(spreadMs: number, timeoutMs: number): Promise<{ last: number; pending: number; reopenFailed: number }>;
+  reconnect(urlPrefix: string, spreadMs: number, timeoutMs: number): Promise<{ last: number; pending: number; reopenFailed: number }>;
   /** Closes every socket (the workers stay). */
   closeAll(): Promise<void>;
   /** Ends the workers. */
@@ -117,11 +117,11 @@ export async function startWsLoad(workers: number): Promise<WsLoad> {
       const rs = await all<{ raw: string }>({ op: 'sample' }, 10_000);
       return rs.find((r) => r.raw)?.raw ?? '';
     },
-    async drop() {
-      await all({ op: 'drop' }, 30_000);
+    async drop(urlPrefix) {
+      await all({ op: 'drop', urlPrefix }, 30_000);
     },
-    async reconnect(spreadMs, timeoutMs) {
-      const rs = await all<{ last: number; pending: number; reopenFailed: number }>({ op: 'reconnect', spreadMs, timeoutMs }, timeoutMs + 30_000);
+    async reconnect(urlPrefix, spreadMs, timeoutMs) {
+      const rs = await all<{ last: number; pending: number; reopenFailed: number }>({ op: 'reconnect', urlPrefix, spreadMs, timeoutMs }, timeoutMs + 30_000);
       return { last: Math.max(...rs.map((r) => r.last)), pending: rs.reduce((a, r) => a + r.pending, 0), reopenFailed: rs.reduce((a, r) => a + r.reopenFailed, 0) };
     },
     async closeAll() {

@@ -8,7 +8,8 @@ import { jwtVerify } from 'jose';
 import postgres from 'postgres';
 import { listenAndAnnounce } from './lib/http-server';
 
-const sql = postgres(process.env.DATABASE_URL!, { max: 10, onnotice: () => {} });
+// Named prepared statements, postgres.js's default (RAW_PREPARE=false to compare with Drizzle's unnamed ones).
+const sql = postgres(process.env.DATABASE_URL!, { max: 10, onnotice: () => {}, prepare: process.env.RAW_PREPARE !== 'false' });
 const publicKey = createPublicKey(createPrivateKey(process.env.JWT_PRIVATE_KEY!));
 const ALL_PERMISSIONS = ['LIVE_VIEW', 'PLAYBACK', 'ALARMS', 'CONFIGURE'];
 

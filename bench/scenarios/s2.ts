@@ -36,7 +36,8 @@ export async function startVigil(ctx: BenchContext, users: number, env: Record<s
       WS_MAX_CONNECTIONS_PER_USER: '100000',
       HTTP_RATE_PER_TOKEN: '100000',
       ...env,
-      ...(nodeArgs.length ? { NODE_OPTIONS: nodeArgs.join(' ') } : {}),
+      // BENCH_GATEWAY_NODE_OPTIONS (e.g. `--import ./a-profiler-hook.mjs`) reaches the gateway only.
+      ...(nodeArgs.length || process.env.BENCH_GATEWAY_NODE_OPTIONS ? { NODE_OPTIONS: [...nodeArgs, process.env.BENCH_GATEWAY_NODE_OPTIONS ?? ''].join(' ').trim() } : {}),
     });
     nodes = started.nodes;
     const base = nodes[0]!.url;

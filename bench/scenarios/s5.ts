@@ -191,7 +191,9 @@ const scenario: Scenario = {
     let fleet: Awaited<ReturnType<typeof startChild>> | undefined;
     const clients: Array<{ dispose(): void | Promise<void> }> = [];
     try {
-      const { nodes } = await startNodes(['s5-a', 's5-b'], { DATABASE_URL: db.url, REDIS_URL: ctx.redisUrl, NODE_ENV: 'production' });
+      // BENCH_GATEWAY_NODE_OPTIONS: e.g. a preload that starts the inspector's profiler in the gateways.
+      const nodeOptions: Record<string, string> = process.env.BENCH_GATEWAY_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_GATEWAY_NODE_OPTIONS } : {};
+      const { nodes } = await startNodes(['s5-a', 's5-b'], { DATABASE_URL: db.url, REDIS_URL: ctx.redisUrl, NODE_ENV: 'production', ...nodeOptions });
       stopNodes = async () => void (await Promise.all(nodes.map((n) => n.kill())));
       const [a, b] = nodes as [(typeof nodes)[number], (typeof nodes)[number]];
       const owner = await register(b.url, 's5');
@@ -274,8 +276,10 @@ const scenario: Scenario = {
             .flat()
             .map((d) => d.at - d.sentAt)
             .sort((x, y) => x - y);
-          p50s.push(percentile(lat, 50));
-          p99s.push(percentile(lat, 99));
+          if (lat.length) {
+            p50s.push(percentile(lat, 50));
+            p99s.push(percentile(lat, 99));
+          }
         }
         return { rate, stored: median(storedRates), delivered: median(deliveredRates), p50: median(p50s), p99: median(p99s), sent, deferred, deliveredTotal: delivered, expected };
       });

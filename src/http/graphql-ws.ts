@@ -77,6 +77,8 @@ const credentialOf = (c: Caller) => (c.kind === 'session' ? `s:${c.sessionId}` :
 const visibilityOf = (c: Caller) => (c.kind === 'session' ? `u:${c.userId}` : `u:${c.userId}:k:${[...c.scopes].sort().join(',')}`);
 const CLOSE_BRACE = Buffer.from('}');
 const MAX_REMEMBERED_CREDENTIALS = 10_000;
+/** Callers whose subscription loaders are kept for sharing (the oldest goes first; its subscriptions keep theirs). */
+const MAX_SHARED_LOADERS = 10_000;
 /** Distinct valid subscription documents kept parsed (the oldest goes first). */
 const MAX_SHARED_DOCUMENTS = 500;
 
@@ -250,6 +252,23 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
   }
 
   /**
+   * Loaders for subscription events, one set per caller visibility on this node: they memoise
+   * nothing (a subscription lives long), but the same user's subscriptions executing one event
+   * in the same tick share a batch, so N resumed subscribers cost one device read, not N.
+   */
+  const loadersByVisibility = new Map<string, GraphqlContext['loaders']>();
+  function subscriptionLoaders(caller: Caller): GraphqlContext['loaders'] {
+    const key = visibilityOf(caller);
+    let loaders = loadersByVisibility.get(key);
+    if (!loaders) {
+      if (loadersByVisibility.size >= MAX_SHARED_LOADERS) loadersByVisibility.delete(loadersByVisibility.keys().next().value!);
+      loaders = createLoaders(services, caller, { cache: false });
+      loadersByVisibility.set(key, loaders);
+    }
+    return loaders;
+  }
+
+  /**
    * `authenticate` with a memory: a credential read from the database is trusted for
    * `recheckMs` (as an open connection's is), never past the token's expiry and never once
    * announced as ended, so a reconnect storm does not read every session again.
@@ -359,10 +378,9 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
           meta: { ip: opts.clientIp(request), userAgent: request.headers['user-agent'] ?? null },
           requestId: `ws-${id}`,
           services,
-          // A subscription keeps this context for all its events: no memoised devices there. Made
-          // when first used: a grouped subscriber's own context is never executed against.
+          // Made when first used: a grouped subscriber's own context is never executed against.
           get loaders() {
-            return (loaders ??= createLoaders(services, st.caller, { cache: operation.operation !== 'subscription' }));
+            return (loaders ??= operation.operation === 'subscription' ? subscriptionLoaders(st.caller) : createLoaders(services, st.caller));
           },
           log,
         };

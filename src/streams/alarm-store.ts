@@ -427,9 +427,7 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
 
     async function commit(batch: PendingPost[]) {
       try {
-        const t0 = performance.now();
         const results = await storeBatch(batch);
-        if (process.env.DEBUG_BATCH) console.error(`batch ${batch.length} ${(performance.now() - t0).toFixed(1)}ms q=${queue.length}`);
         batch.forEach((p, i) => p.resolve(results[i]!));
       } catch (err) {
         if (batch.length === 1) return batch[0]!.reject(err);
