@@ -62,7 +62,7 @@ const envSchema = z.object({
   WS_INIT_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
   WS_GROUPING: z.enum(['true', 'false', '1', '0']).default('true').transform((v) => v === 'true' || v === '1'),
   GRAPHQL_EXECUTOR: z.enum(['jit', 'graphql-js']).default('jit'),
-  ARGON2_CONCURRENCY: z.coerce.number().int().min(0).max(64).default(0),
+  ARGON2_CONCURRENCY: z.coerce.number().int().min(0).max(64).optional(),
   TRUST_PROXY: z.enum(['true', 'false', '1', '0']).default('false').transform((v) => v === 'true' || v === '1'),
 });
 
@@ -124,7 +124,10 @@ export interface Config {
   wsGrouping: boolean;
   /** How HTTP queries execute: compiled by graphql-jit (default), or graphql-js's interpreter. */
   graphqlExecutor: 'jit' | 'graphql-js';
-  /** Password hashes computed at once (0: as many as libuv's thread pool runs). */
+  /**
+   * Password hashes computed at once. Default: one per CPU, so a login storm leaves the event loop
+   * its share of the machine (S6); 0: as many as libuv's thread pool runs.
+   */
   argon2Concurrency: number;
   accessTokenTtlS: number;
   refreshTokenTtlS: number;
@@ -188,7 +191,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     trustProxy: e.TRUST_PROXY,
     wsGrouping: e.WS_GROUPING,
     graphqlExecutor: e.GRAPHQL_EXECUTOR,
-    argon2Concurrency: e.ARGON2_CONCURRENCY,
+    argon2Concurrency: e.ARGON2_CONCURRENCY ?? os.availableParallelism(),
     accessTokenTtlS: e.ACCESS_TOKEN_TTL_S,
     refreshTokenTtlS: e.REFRESH_TOKEN_TTL_S,
     alarmQuietEndS: e.ALARM_QUIET_END_S,

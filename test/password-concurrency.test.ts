@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { availableParallelism } from 'node:os';
 import { after, test } from 'node:test';
 import { hashingNow, hashPassword, setHashConcurrency, verifyPassword } from '../src/accounts/password';
 import { ConfigError, loadConfig } from '../src/config';
@@ -34,7 +35,8 @@ test('a failing hash frees its slot', async () => {
 });
 
 test('ARGON2_CONCURRENCY and GRAPHQL_EXECUTOR are checked at start-up', () => {
-  assert.equal(loadConfig({}).argon2Concurrency, 0);
+  assert.equal(loadConfig({}).argon2Concurrency, availableParallelism());
+  assert.equal(loadConfig({ ARGON2_CONCURRENCY: '0' }).argon2Concurrency, 0);
   assert.equal(loadConfig({}).graphqlExecutor, 'jit');
   assert.equal(loadConfig({ ARGON2_CONCURRENCY: '2', GRAPHQL_EXECUTOR: 'graphql-js' }).argon2Concurrency, 2);
   assert.throws(() => loadConfig({ ARGON2_CONCURRENCY: '-1' }), (e: unknown) => e instanceof ConfigError && /ARGON2_CONCURRENCY/.test(e.message));

@@ -15,11 +15,11 @@ try {
   for (let round = 0; round < 3; round++) {
     const posts: Post[] = [];
     const postMs: number[] = [];
-    for (let k = 0; k < 10; k++) {
+    for (let k = 0; k < 5; k++) {
       const t0 = wallMs();
       await postAlarm(v.url, v.devices[0]!.ingestPath, (channel) => posts.push({ key: channel, tag: 0, at: wallMs() }));
       postMs.push(wallMs() - t0);
-      await sleep(150);
+      await sleep(400);
     }
     const r = await collect(load, posts, 10000);
     const s = r.latencies.sort((a, b) => a - b);

@@ -117,19 +117,26 @@ const scenario: Scenario = {
     const subscribers = Number(process.env.BENCH_SUBSCRIBERS ?? (ctx.quick ? 1000 : 5000));
     const devices = ctx.quick ? 10 : 50;
     const perDevice = subscribers / devices;
-    const burstsPerRound = ctx.quick ? 3 : 5;
-    const gapMs = 150;
+    const burstsPerRound = 3;
+    const gapMs = 500;
     let vigil: VigilFixture | undefined;
     let p3: ChildServer | undefined;
     let p4: ChildServer | undefined;
     let load: WsLoad | undefined;
     try {
       ctx.progress(`set-up: gateway, ${ACCOUNTS} accounts, ${devices} devices, peers, load client`);
-      [vigil, p3, p4, load] = await Promise.all([startVigil(ctx, ACCOUNTS, {}, [], devices), startChild('bench/peers/p3-raw-ws.ts'), startChild('bench/peers/p4-graphql-ws.ts'), startWsLoad(4)]);
+      // Device 0 (shared with every account) serves the first shape; devices 1..N the second.
+      [vigil, p3, p4, load] = await Promise.all([startVigil(ctx, ACCOUNTS, {}, [], devices + 1), startChild('bench/peers/p3-raw-ws.ts'), startChild('bench/peers/p4-graphql-ws.ts'), startWsLoad(4)]);
       const v = vigil;
       const p3url = p3.url;
       const p4url = p4.url;
       const rawOrdinal = new Map<number, number>();
+      const rawPost = (tag: number, at: number): Post => {
+        const n = rawOrdinal.get(tag) ?? 0;
+        rawOrdinal.set(tag, n + 1);
+        return { key: tag * 1_000_000 + n, tag, at };
+      };
+      const shapeBTags = Array.from({ length: devices }, (_, k) => 1 + k);
       let p4Channel = 1_000_000_000;
       const contenders: Contender[] = [
         {
@@ -147,13 +154,17 @@ const scenario: Scenario = {
         {
           name: 'P3 raw ws',
           async burst(tags) {
+            // Device 0: one broadcast to every socket (each socket counts it under its own tag).
+            if (tags.length === 1 && tags[0] === 0) {
+              const at = wallMs();
+              const posts = shapeBTags.map((t) => rawPost(P3_TAGS + t, at));
+              await post(`${p3url}/broadcast`);
+              return posts;
+            }
             return Promise.all(
               tags.map(async (t) => {
-                const tag = P3_TAGS + t;
-                const n = rawOrdinal.get(tag) ?? 0;
-                rawOrdinal.set(tag, n + 1);
-                const p = { key: tag * 1_000_000 + n, tag, at: wallMs() };
-                await post(`${p3url}/broadcast?tag=${tag}`);
+                const p = rawPost(P3_TAGS + t, wallMs());
+                await post(`${p3url}/broadcast?tag=${P3_TAGS + t}`);
                 return p;
               }),
             );
@@ -176,41 +187,44 @@ const scenario: Scenario = {
         },
       ];
 
+      // Socket i holds both shapes' subscriptions: device 0, and device 1 + i % devices (which its account owns).
+      const specs = (kind: 'vigil' | 'p3' | 'p4'): ConnSpec[] =>
+        Array.from({ length: subscribers }, (_, i) => {
+          const own = 1 + (i % devices);
+          const account = own % ACCOUNTS;
+          if (kind === 'p3') return { url: `${p3url.replace(/^http/, 'ws')}/?tag=${P3_TAGS + own}`, mode: 'raw', subs: [{ tag: P3_TAGS + own, query: '' }] };
+          if (kind === 'p4') {
+            return {
+              url: `${p4url.replace(/^http/, 'ws')}/graphql`,
+              mode: 'graphql-ws',
+              token: `user-${account}`,
+              subs: [0, own].map((d) => ({ tag: P4_TAGS + d, query: ALARMS_QUERY, variables: { d: [`device-${P4_TAGS + d}`] } })),
+            };
+          }
+          return { url: v.wsUrl, mode: 'graphql-ws', token: v.users[account]!.token, subs: [0, own].map((d) => ({ tag: d, query: ALARMS_QUERY, variables: { d: [v.devices[d]!.deviceId] } })) };
+        });
+      for (const kind of ['vigil', 'p4', 'p3'] as const) {
+        const o = await load.open(specs(kind), { concurrency: 40 });
+        ctx.progress(`${kind}: ${o.opened} sockets open in ${(o.ms / 1000).toFixed(1)} s${o.failed ? `, ${o.failed} FAILED` : ''}`);
+        if (o.failed) throw new Error(`${kind}: ${o.failed} sockets did not open`);
+      }
+      await sleep(500);
+      // Warm-up (not measured): P3 gets a `next` frame captured from Vigil (same bytes, same size).
+      await collect(load, await contenders[0]!.burst([0]), 10_000);
+      const frame = await load.sample();
+      await fetch(`${p3url}/frame`, { method: 'POST', body: frame });
+      for (const c of contenders) await collect(load, [...(await c.burst([0])), ...(await c.burst(shapeBTags))], 10_000);
+
       const rows: ResultRow[] = [];
       for (const shape of [
-        { name: `1 device x ${subscribers}`, tags: [0], tagOf: (_i: number) => 0 },
-        { name: `${devices} devices x ${perDevice}`, tags: Array.from({ length: devices }, (_, k) => k), tagOf: (i: number) => i % devices },
+        { name: `1 device x ${subscribers}`, tags: [0] },
+        { name: `${devices} devices x ${perDevice}`, tags: shapeBTags },
       ]) {
-        // Connection i belongs to user i % devices; in the 50 x 100 shape it subscribes to that user's own device.
-        const specs = (kind: 'vigil' | 'p3' | 'p4'): ConnSpec[] =>
-          Array.from({ length: subscribers }, (_, i) => {
-            const tag = shape.tagOf(i) + (kind === 'p3' ? P3_TAGS : kind === 'p4' ? P4_TAGS : 0);
-            // The device's owner (device 0 in the first shape: shared with every account).
-            const account = shape.tags.length === 1 ? i % ACCOUNTS : shape.tagOf(i) % ACCOUNTS;
-            const user = v.users[account]!;
-            if (kind === 'p3') return { url: `${p3url.replace(/^http/, 'ws')}/?tag=${tag}`, mode: 'raw', subs: [{ tag, query: '' }] };
-            const deviceId = kind === 'vigil' ? v.devices[tag]!.deviceId : `device-${tag}`;
-            return { url: kind === 'vigil' ? v.wsUrl : `${p4url.replace(/^http/, 'ws')}/graphql`, mode: 'graphql-ws', token: kind === 'vigil' ? user.token : `user-${account}`, subs: [{ tag, query: ALARMS_QUERY, variables: { d: [deviceId] } }] };
-          });
-        for (const kind of ['vigil', 'p4', 'p3'] as const) {
-          const o = await load.open(specs(kind), { concurrency: 20 });
-          ctx.progress(`${shape.name}: ${kind} ${o.opened} sockets open in ${(o.ms / 1000).toFixed(1)} s${o.failed ? `, ${o.failed} FAILED` : ''}`);
-          if (o.failed) throw new Error(`${kind}: ${o.failed} sockets did not open`);
-        }
-        await sleep(500);
-        // Warm-up (not measured): one burst each; then P3 gets a captured Vigil frame of the same size.
-        const warm: Post[] = [];
-        warm.push(...(await contenders[0]!.burst([0])));
-        await collect(load, warm, 10_000);
-        const frame = await load.sample();
-        await fetch(`${p3url}/frame`, { method: 'POST', body: frame });
-        for (const c of contenders.slice(1)) await collect(load, await c.burst(shape.tags), 10_000);
-
         let dropped = 0;
         let duplicates = 0;
-          let deliveries = 0;
+        let deliveries = 0;
         const results = await alternate(
-          ctx,
+          { ...ctx, progress: (m) => ctx.progress(`${shape.name}: ${m}`) },
           contenders.map((c) => ({
             name: c.name,
             async measure() {
@@ -222,7 +236,6 @@ const scenario: Scenario = {
               const r = await collect(load!, posts, 15_000);
               dropped += r.missing;
               duplicates += r.duplicates;
-              
               if (c.name === 'Vigil') deliveries += r.received;
               const sorted = r.latencies.sort((a, b) => a - b);
               return percentile(sorted, 99);
@@ -230,7 +243,6 @@ const scenario: Scenario = {
           })),
           (x) => `p99 ${x.toFixed(1)} ms`,
         );
-        await load.closeAll();
         const ours = median(results.get('Vigil')!);
         const p3v = median(results.get('P3 raw ws')!);
         const p4v = median(results.get('P4 graphql-ws')!);
@@ -250,7 +262,7 @@ const scenario: Scenario = {
           note:
             `${burstsPerRound} bursts of ${shape.tags.length} alarm(s) per round, ${gapMs} ms apart; ${deliveries} Vigil deliveries measured; ` +
             `dropped ${dropped}, duplicated ${duplicates} (all contenders); ${frame.length}-byte frames; ` +
-            `${ACCOUNTS} accounts owning ${devices} devices (device 0 shared with all); load client 4 processes`,
+            `${ACCOUNTS} accounts owning ${devices + 1} devices (device 0 shared with all); each socket holds both shapes' subscriptions; load client 4 processes`,
         });
       }
       return rows;

@@ -17,7 +17,7 @@ import { connect, freshDatabase, register, startNodes } from '../lib/live';
 const RATES = [1000, 5000, 20_000];
 const SUBSCRIBERS = 3;
 /** Unacked events a device keeps in flight at most (the gateway closes a device with 40 queued frames). */
-const MAX_UNACKED = 30;
+const MAX_UNACKED = 8;
 
 const keyFor = (seed: string, i: number) => createHash('sha256').update(`${seed}:${i}`).digest('base64url');
 const serialFor = (prefix: string, i: number) => `${prefix}-${String(i).padStart(5, '0')}`;

@@ -7,6 +7,7 @@
 import { alternate, median, ratio, startChild, type BenchContext, type ChildServer, type ResultRow, type Scenario } from '../lib/harness';
 import { profileArgs, type HttpLoadResult } from '../lib/http-load';
 import { freshDatabase, register, STRONG_PASSWORD } from '../lib/live';
+import { availableParallelism } from 'node:os';
 import { ARGON2_OPTIONS } from '../../src/accounts/password';
 import { checkDevicesAnswer, loadDevices, vigilMemoryEnv } from './s1a';
 
@@ -107,7 +108,7 @@ async function run(ctx: BenchContext): Promise<ResultRow[]> {
     const failedLogins = results.get('storm')!.reduce((n, x) => n + x.failedLogins, 0);
     const failedQueries = [...results.values()].flat().reduce((n, x) => n + x.s1a.failed, 0);
     const { memoryCost, timeCost, parallelism } = ARGON2_OPTIONS;
-    const setting = process.env.BENCH_ARGON2_CONCURRENCY ? `ARGON2_CONCURRENCY=${process.env.BENCH_ARGON2_CONCURRENCY}` : 'default hashing concurrency';
+    const setting = process.env.BENCH_ARGON2_CONCURRENCY ? `ARGON2_CONCURRENCY=${process.env.BENCH_ARGON2_CONCURRENCY}` : `ARGON2_CONCURRENCY default (${availableParallelism()}, one per CPU)`;
     const note =
       `argon2id m=${memoryCost} KiB, t=${timeCost}, p=${parallelism}; ${LOGIN_CONCURRENCY} login clients (${ACCOUNTS} accounts, login limits raised by env) against the Vigil process serving S1a's load ` +
       `(devices(first: 50), ${64} connections, in-memory device data, accounts on Postgres, ${setting}); raw = a plain Node process keeping ${LOGIN_CONCURRENCY} argon2.verify calls in flight, ` +

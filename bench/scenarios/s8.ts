@@ -88,7 +88,7 @@ const scenario: Scenario = {
   id: 'S8',
   title: 'ISAPI posts stored per second, one gateway vs a raw postgres.js insert loop',
   async run(ctx) {
-    const durationMs = ctx.quick ? 2000 : 5000;
+    const durationMs = ctx.quick ? 2000 : 4000;
     const db = await freshDatabase(ctx.databaseUrl);
     const dir = mkdtempSync(path.join(tmpdir(), 'vigil-s8-'));
     let gateway: Awaited<ReturnType<typeof startNodes>>['nodes'][number] | undefined;

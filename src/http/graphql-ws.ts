@@ -70,6 +70,8 @@ interface ConnectionState {
   verifiedAt: number;
   verifying: Promise<boolean> | null;
   closed: boolean;
+  /** Read from the upgrade request at connect; the request itself is not kept. */
+  meta: GraphqlContext['meta'];
 }
 
 const credentialOf = (c: Caller) => (c.kind === 'session' ? `s:${c.sessionId}` : `k:${c.apiKeyId}`);
@@ -323,7 +325,12 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
           return false;
         }
         perUser.set(caller.userId, count + 1);
-        const st: ConnectionState = { caller, credential, socket, active: new Set(), verifiedAt: verified.at, verifying: null, closed: false };
+        const request = ctx.extra.request;
+        const meta = { ip: opts.clientIp(request), userAgent: request.headers['user-agent'] ?? null };
+        const st: ConnectionState = { caller, credential, socket, active: new Set(), verifiedAt: verified.at, verifying: null, closed: false, meta };
+        // An idle connection holds only what it needs: not the upgrade request, not the token.
+        (ctx.extra as { request?: IncomingMessage }).request = undefined;
+        if (ctx.connectionParams) ctx.connectionParams = {};
         state.set(ctx.extra, st);
         let set = byCredential.get(credential);
         if (!set) byCredential.set(credential, (set = new Set()));
@@ -371,11 +378,10 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
           throw e;
         }
         st.active.add(id);
-        const request = ctx.extra.request;
         let loaders: GraphqlContext['loaders'] | undefined;
         const contextValue: GraphqlContext = {
           caller: st.caller,
-          meta: { ip: opts.clientIp(request), userAgent: request.headers['user-agent'] ?? null },
+          meta: st.meta,
           requestId: `ws-${id}`,
           services,
           // Made when first used: a grouped subscriber's own context is never executed against.

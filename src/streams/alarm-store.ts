@@ -42,7 +42,7 @@ export interface AlarmPost {
 
 /**
  * What `record` did:
- * - `created`: a new alarm; `alarm.created` is published after the commit.
+ * - `created`: a new alarm; `alarm.created` is published after the commit (one per commit, for its newest alarm).
  * - `coalesced`: an active repeat within the quiet window updated the open alarm.
  * - `ended`: an inactive post ended the open alarm.
  * - `duplicate`: a post with the same identity was stored before.
@@ -340,15 +340,22 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
     return results;
   }
 
+  /**
+   * One `alarm.created` per commit, for its newest alarm: the tailers only need to know how far
+   * to read (they read every row up to that cursor), and one message per alarm cost both nodes a
+   * Redis message each at thousands of alarms per second.
+   */
   function publishCreated(results: RecordResult[]) {
+    let newest: AlarmRow | null = null;
     for (const r of results) {
       if (r.outcome !== 'created' || !r.alarm) continue;
-      const a = r.alarm;
-      try {
-        bus.publish('alarm.created', { alarmId: a.id, deviceId: a.deviceId, bindingId: a.bindingId, cursor: cursorOf(a) });
-      } catch (err) {
-        log.warn({ err, alarmId: a.id }, 'alarm.created publish failed');
-      }
+      if (!newest || r.alarm.xid > newest.xid || (r.alarm.xid === newest.xid && r.alarm.seq > newest.seq)) newest = r.alarm;
+    }
+    if (!newest) return;
+    try {
+      bus.publish('alarm.created', { alarmId: newest.id, deviceId: newest.deviceId, bindingId: newest.bindingId, cursor: cursorOf(newest) });
+    } catch (err) {
+      log.warn({ err, alarmId: newest.id }, 'alarm.created publish failed');
     }
   }
 
@@ -477,8 +484,9 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
      * Posts arriving together are group-committed: one transaction (and a handful of statements)
      * per batch instead of per post, each post answered only once its batch committed. Posts of
      * one device are serialised (a lock on its open binding), so concurrent posts coalesce
-     * correctly and a resent post is stored once. `alarm.created` is published after the commit.
-     * Throws only on database failure (nothing of that post is then stored; the device retries).
+     * correctly and a resent post is stored once. `alarm.created` is published after the commit
+     * (one per commit, naming its newest alarm). Throws only on database failure (nothing of that
+     * post is then stored; the device retries).
      */
     record(deviceId: string, post: AlarmPost): Promise<{ outcome: RecordOutcome; alarm: AlarmRow | null }> {
       return writer.submit(deviceId, post);
