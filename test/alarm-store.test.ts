@@ -269,8 +269,11 @@ describe('exactly-once store and total order under concurrency', () => {
     const reader = async () => {
       let cursor: ReturnType<typeof decodeAlarmCursor> = null;
       let naiveLast = 0;
-      let idleAfterDone = 0;
-      while (idleAfterDone < 3) {
+      // After the writers finish, rows turn readable as the cluster-wide horizon passes them (other
+      // sessions on the server can hold it back a while): read until all are seen, or give up
+      // after a few seconds without progress, which the gap check below then reports.
+      let idleSince = 0;
+      for (;;) {
         const rows = await store.replayForUser(userId, clock.now(), cursor, null, 7);
         for (const r of rows) {
           const c = decodeAlarmCursor(store.cursorOf(r))!;
@@ -287,8 +290,13 @@ describe('exactly-once store and total order under concurrency', () => {
           .limit(7);
         for (const r of naive) naiveSeen.add(r.id);
         if (naive.length) naiveLast = naive.at(-1)!.seq;
-        if (done && rows.length === 0) idleAfterDone++;
-        await new Promise((r) => setImmediate(r));
+        if (done && rows.length === 0) {
+          if (seen.length >= WRITERS * PER_WRITER || (idleSince > 0 && Date.now() - idleSince >= 5000)) break;
+          idleSince ||= Date.now();
+        } else {
+          idleSince = 0;
+        }
+        await new Promise((r) => (done && rows.length === 0 ? setTimeout(r, 10) : setImmediate(r)));
       }
     };
 

@@ -5,7 +5,8 @@
 //   node --import tsx bench/lib/isapi-load.ts --base http://127.0.0.1:4000 --tokens-file F \
 //     --concurrency 32 --duration-ms 8000 --channel-base 1000000
 //
-// prints `READY load`, runs, then prints `RESULT {"ok":..,"statuses":{..},"elapsedMs":..,"p50":..,"p99":..}`.
+// prints `READY load`, then runs once per SIGUSR2 (its n-th run on channels channel-base + n * 1,000,000),
+// printing `RESULT {"ok":..,"statuses":{..},"elapsedMs":..,"p50":..,"p99":..}` after each; SIGTERM ends it.
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
@@ -118,8 +119,21 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     },
   });
   const tokens = readFileSync(values['tokens-file']!, 'utf8').split('\n').filter(Boolean);
+  const concurrency = Math.min(Math.max(Number(values.concurrency), 1), 1024);
+  const durationMs = Math.min(Number(values['duration-ms']), 120_000);
+  const channelBase = Number(values['channel-base']);
+  // One run per SIGUSR2 (the n-th on channels channelBase + n * 1,000,000), so one process serves every round.
+  let runs = 0;
+  let running = false;
+  process.on('SIGUSR2', () => {
+    if (running) return;
+    running = true;
+    void runIsapiLoad(values.base!, tokens, concurrency, durationMs, channelBase + runs++ * 1_000_000).then((result) => {
+      running = false;
+      console.log(`RESULT ${JSON.stringify(result)}`);
+    });
+  });
+  process.on('SIGTERM', () => process.exit(0));
+  setInterval(() => {}, 60_000);
   console.log('READY load');
-  const result = await runIsapiLoad(values.base!, tokens, Math.min(Math.max(Number(values.concurrency), 1), 1024), Math.min(Number(values['duration-ms']), 120_000), Number(values['channel-base']));
-  console.log(`RESULT ${JSON.stringify(result)}`);
-  process.exit(0);
 }

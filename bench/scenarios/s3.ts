@@ -14,7 +14,7 @@ const scenario: Scenario = {
   id: 'S3',
   title: 'idle connections with deviceStatus + alarms subscribed: bytes per connection',
   async run(ctx) {
-    const batch = ctx.quick ? 500 : 1000;
+    const batch = ctx.quick ? 500 : 800;
     let vigil: VigilFixture | undefined;
     let p4: ChildServer | undefined;
     let load: WsLoad | undefined;

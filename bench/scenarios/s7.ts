@@ -137,7 +137,7 @@ const scenario: Scenario = {
       const codes = Object.entries(a.closeCodes)
         .map(([c, n]) => `${c}x${n}`)
         .join(' ');
-      const size = `${count.toLocaleString('en-US')} devices, heartbeat ${HEARTBEAT_S} s (shortened from 30 s), ${ctx.rounds} windows of ${windowMs / 1000} s, both fleets at once, 2 load processes each`;
+      const size = `${count.toLocaleString('en-US')} devices, heartbeat ${HEARTBEAT_S} s (shortened from 30 s), ${ctx.rounds} windows of ${windowMs / 1000} s, both fleets at once, 2 load processes each, budget ${BUDGET_MS / 1000} s${BUDGET_MS === 90_000 ? '' : ' (S7_BUDGET_S)'}`;
       // Per-heartbeat figures from the windows without hellos when there are any; else from all, said so in the note.
       const steadyCount = steady.filter(Boolean).length;
       const pick = (xs: number[]) => (steadyCount ? xs.filter((_, i) => steady[i]) : xs);

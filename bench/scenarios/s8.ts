@@ -25,19 +25,17 @@ interface LoadResult {
   errors: number;
 }
 
-/** Waits for a child's `RESULT {...}` line (it exits after printing it). */
-export async function resultOf(child: ChildServer, timeoutMs: number): Promise<LoadResult> {
+/** Starts one run of a load child (SIGUSR2) and waits for its next `RESULT {...}` line. */
+export async function runOnce(child: ChildServer, timeoutMs: number): Promise<LoadResult> {
+  const before = child.lines.filter((l) => l.startsWith('RESULT ')).length;
+  child.proc.kill('SIGUSR2');
   const deadline = Date.now() + timeoutMs;
-  try {
-    for (;;) {
-      const line = child.lines.find((l) => l.startsWith('RESULT '));
-      if (line) return JSON.parse(line.slice(7)) as LoadResult;
-      if (child.proc.exitCode !== null) throw new Error(`load process exited (${child.proc.exitCode}) without a result`);
-      if (Date.now() > deadline) throw new Error('load process gave no result in time');
-      await sleep(50);
-    }
-  } finally {
-    await child.stop();
+  for (;;) {
+    const results = child.lines.filter((l) => l.startsWith('RESULT '));
+    if (results.length > before) return JSON.parse(results.at(-1)!.slice(7)) as LoadResult;
+    if (child.proc.exitCode !== null) throw new Error(`load process exited (${child.proc.exitCode}) without a result`);
+    if (Date.now() > deadline) throw new Error('load process gave no result in time');
+    await sleep(50);
   }
 }
 
@@ -92,6 +90,8 @@ const scenario: Scenario = {
     const db = await freshDatabase(ctx.databaseUrl);
     const dir = mkdtempSync(path.join(tmpdir(), 'vigil-s8-'));
     let gateway: Awaited<ReturnType<typeof startNodes>>['nodes'][number] | undefined;
+    let vigilLoad: ChildServer | undefined;
+    let rawLoad: ChildServer | undefined;
     try {
       ({
         nodes: [gateway],
@@ -106,11 +106,12 @@ const scenario: Scenario = {
       const devicesFile = path.join(dir, 'devices');
       writeFileSync(tokensFile, ours.tokens.join('\n') + '\n');
       writeFileSync(devicesFile, theirs.devices.map((d) => `${d.deviceId} ${d.bindingId}`).join('\n') + '\n');
-      const load = (channelBase: number, ms: number) =>
-        startChild('bench/lib/isapi-load.ts', ['--base', gateway!.url, '--tokens-file', tokensFile, '--concurrency', String(CONCURRENCY), '--duration-ms', String(ms), '--channel-base', String(channelBase)]);
+      // Both load processes live for the whole run; each round is one SIGUSR2 (channels move on per run).
+      vigilLoad = await startChild('bench/lib/isapi-load.ts', ['--base', gateway!.url, '--tokens-file', tokensFile, '--concurrency', String(CONCURRENCY), '--duration-ms', String(durationMs), '--channel-base', '1']);
+      rawLoad = await startChild('bench/peers/raw-insert.ts', ['--url', db.url, '--devices-file', devicesFile, '--concurrency', String(CONCURRENCY), '--duration-ms', String(durationMs), '--channel-base', '1']);
 
       // Warm-up: JIT, the ingest-token cache, the pool's connections.
-      let answered = (await resultOf(await load(1, 1000), 30_000)).ok;
+      let answered = (await runOnce(vigilLoad, durationMs + 30_000)).ok;
       ctx.progress(`set up: ${DEVICES} + ${DEVICES} devices, warm-up done`);
 
       const cpuMsPerPost: number[] = [];
@@ -120,9 +121,9 @@ const scenario: Scenario = {
         [
           {
             name: 'Vigil',
-            async measure(round) {
+            async measure() {
               const cpu0 = cpuSecondsOf(gateway!.proc.pid!);
-              const r = await resultOf(await load(round * 1_000_000, durationMs), durationMs + 30_000);
+              const r = await runOnce(vigilLoad!, durationMs + 30_000);
               const cpu = cpuSecondsOf(gateway!.proc.pid!) - cpu0;
               answered += r.ok;
               cpuMsPerPost.push((cpu * 1000) / Math.max(1, r.ok));
@@ -133,11 +134,8 @@ const scenario: Scenario = {
           },
           {
             name: 'raw',
-            async measure(round) {
-              const r = await resultOf(
-                await startChild('bench/peers/raw-insert.ts', ['--url', db.url, '--devices-file', devicesFile, '--concurrency', String(CONCURRENCY), '--duration-ms', String(durationMs), '--channel-base', String(round * 1_000_000)]),
-                durationMs + 30_000,
-              );
+            async measure() {
+              const r = await runOnce(rawLoad!, durationMs + 30_000);
               return r.ok / (r.elapsedMs / 1000);
             },
           },
@@ -166,6 +164,7 @@ const scenario: Scenario = {
         } satisfies ResultRow,
       ];
     } finally {
+      await Promise.allSettled([vigilLoad?.stop(), rawLoad?.stop()]);
       await gateway?.kill();
       rmSync(dir, { recursive: true, force: true });
       await db.drop();

@@ -330,7 +330,11 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
         const st: ConnectionState = { caller, credential, socket, active: new Set(), verifiedAt: verified.at, verifying: null, closed: false, meta };
         // An idle connection holds only what it needs: not the upgrade request, not the token.
         (ctx.extra as { request?: IncomingMessage }).request = undefined;
-        if (ctx.connectionParams) ctx.connectionParams = {};
+        const params = ctx.connectionParams as Record<string, unknown> | undefined;
+        if (params) {
+          delete params.authorization;
+          delete params.Authorization;
+        }
         state.set(ctx.extra, st);
         let set = byCredential.get(credential);
         if (!set) byCredential.set(credential, (set = new Set()));
