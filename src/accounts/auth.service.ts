@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, isNull, ne } from 'drizzle-orm';
+import { and, desc, eq, gt, isNull, ne, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { tables, isUniqueViolation, type Db } from '../db/index';
 import { CommonError } from '../lib/domain-error';
@@ -89,6 +89,14 @@ export function createAuthService(deps: AuthServiceDeps) {
   const loginByAccount = deps.limiters.create('login-account', deps.limits.loginPerAccount, deps.limits.loginWindowS);
   const loginByIp = deps.limiters.create('login-ip', deps.limits.loginPerIp, deps.limits.loginWindowS);
   const registerByIp = deps.limiters.create('register-ip', deps.limits.registerPerIpPerHour, 3600);
+  // Every authenticated request runs this: built once and prepared, so neither Drizzle nor Postgres plans it again.
+  // Placeholders skip column encoders, so `now` is passed as an ISO string (Drizzle's postgres.js driver takes timestamps as text).
+  const liveSessionById = db
+    .select({ id: tables.sessions.id, userId: tables.sessions.userId, lastUsedAt: tables.sessions.lastUsedAt })
+    .from(tables.sessions)
+    .where(and(eq(tables.sessions.id, sql.placeholder('id')), isNull(tables.sessions.revokedAt), gt(tables.sessions.expiresAt, sql.placeholder('now'))))
+    .limit(1)
+    .prepare('auth_live_session');
 
   async function findUserByLogin(executor: Db, login: Login): Promise<UserRow | undefined> {
     const column = login.kind === 'email' ? tables.users.email : tables.users.phone;
@@ -313,11 +321,7 @@ export function createAuthService(deps: AuthServiceDeps) {
       const claims = await deps.signer.verify(bearer);
       if (!claims) return null;
       const now = clock();
-      const [session] = await db
-        .select({ id: tables.sessions.id, userId: tables.sessions.userId, lastUsedAt: tables.sessions.lastUsedAt })
-        .from(tables.sessions)
-        .where(and(eq(tables.sessions.id, claims.sessionId), isNull(tables.sessions.revokedAt), gt(tables.sessions.expiresAt, now)))
-        .limit(1);
+      const [session] = await liveSessionById.execute({ id: claims.sessionId, now: now.toISOString() });
       if (!session || session.userId !== claims.userId) return null;
       if (now.getTime() - session.lastUsedAt.getTime() > LAST_USED_GRANULARITY_MS) {
         await db.update(tables.sessions).set({ lastUsedAt: now }).where(eq(tables.sessions.id, session.id));
