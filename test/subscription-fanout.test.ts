@@ -178,6 +178,38 @@ describe('alarm tailer: window of recent rows', () => {
     }
   });
 
+  test('reads at once when an alarm is stored on its own node, without waiting for the bus or the tick', async () => {
+    let announce: ((cursor: string) => void) | undefined;
+    let stored: AlarmRow[] = [];
+    const store = {
+      tailEnd: async () => ({ xid: 10, seq: 0 }),
+      tailAfter: async () => {
+        const out = stored;
+        stored = [];
+        return out;
+      },
+      onCreatedHere: (listener: (cursor: string) => void) => {
+        announce = listener;
+        return () => (announce = undefined);
+      },
+    };
+    // A bus nobody publishes on and a tick of a minute: only the local announcement can wake it.
+    const tailer = createAlarmTailer({ store, bus: createEventBus(), log: pino({ level: 'silent' }), tickMs: 60_000 });
+    tailer.start();
+    try {
+      const got: AlarmRow[] = [];
+      await tailer.register((r) => got.push(r));
+      await new Promise((r) => setTimeout(r, 20));
+      stored = [row(11, 1)];
+      announce!(encodeAlarmCursor({ xid: 11, seq: 1 }));
+      for (let i = 0; i < 100 && got.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.deepEqual(got.map((r) => r.id), ['a11-1']);
+    } finally {
+      await tailer.stop();
+    }
+    assert.equal(announce, undefined, 'stop() unsubscribes from the store');
+  });
+
   test('keeps no window when it is turned off', async () => {
     const tailer = await tailerWith([row(11, 1)], 0);
     try {

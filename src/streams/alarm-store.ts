@@ -170,6 +170,8 @@ const cursorOf = (row: Pick<AlarmRow, 'xid' | 'seq'>): string => encodeAlarmCurs
 export function createAlarmStore(deps: AlarmStoreDeps) {
   const { db, clock, bus, log } = deps;
   const quietMs = deps.quietEndS * 1000;
+  /** Told the newest cursor of each commit that created alarms, on this node, before the bus hears it. */
+  const localListeners = new Set<(cursor: string) => void>();
 
   /** Open bindings whose alarms the user may see: owned, or shared with them unrevoked, unexpired and with `permission`. */
   function visibleBindings(userId: string, now: Date, permission: 'ALARMS' | 'CONFIGURE') {
@@ -352,8 +354,17 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
       if (!newest || r.alarm.xid > newest.xid || (r.alarm.xid === newest.xid && r.alarm.seq > newest.seq)) newest = r.alarm;
     }
     if (!newest) return;
+    const cursor = cursorOf(newest);
+    // This node's tailer hears it at once; other nodes through the bus (a Redis round trip later).
+    for (const listener of localListeners) {
+      try {
+        listener(cursor);
+      } catch (err) {
+        log.warn({ err }, 'alarm.created local listener failed');
+      }
+    }
     try {
-      bus.publish('alarm.created', { alarmId: newest.id, deviceId: newest.deviceId, bindingId: newest.bindingId, cursor: cursorOf(newest) });
+      bus.publish('alarm.created', { alarmId: newest.id, deviceId: newest.deviceId, bindingId: newest.bindingId, cursor });
     } catch (err) {
       log.warn({ err, alarmId: newest.id }, 'alarm.created publish failed');
     }
@@ -479,6 +490,11 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
   })();
 
   return {
+    /** Calls `listener` with the newest cursor of every commit on this node that created alarms; returns the unsubscribe. */
+    onCreatedHere(listener: (cursor: string) => void): () => void {
+      localListeners.add(listener);
+      return () => localListeners.delete(listener);
+    },
     /**
      * Stores one post durably (the promise resolves after the commit) and returns what it did.
      * Posts arriving together are group-committed: one transaction (and a handful of statements)

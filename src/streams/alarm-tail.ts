@@ -13,7 +13,7 @@ export interface TailRegistration {
 }
 
 export interface AlarmTailerOptions {
-  store: Pick<AlarmStore, 'tailAfter' | 'tailEnd'>;
+  store: Pick<AlarmStore, 'tailAfter' | 'tailEnd'> & Partial<Pick<AlarmStore, 'onCreatedHere'>>;
   bus: EventBus;
   log: Logger;
   /**
@@ -157,6 +157,7 @@ export function createAlarmTailer(opts: AlarmTailerOptions) {
     }, retryDelay).unref();
   }
 
+  let unlistenLocal: (() => void) | undefined;
   function onAnnounced(cursor: string) {
     const c = decodeAlarmCursor(cursor);
     if (c && (!target || after(c, target.cursor))) target = { cursor: c, since: Date.now() };
@@ -168,6 +169,8 @@ export function createAlarmTailer(opts: AlarmTailerOptions) {
     start(): void {
       if (!stopped) return;
       stopped = false;
+      // Alarms stored on this node wake the tailer directly; the bus echo then finds nothing new.
+      unlistenLocal = store.onCreatedHere?.(onAnnounced);
       const feed = bus.subscribe('alarm.created')[Symbol.asyncIterator]();
       busFeed = feed;
       void (async () => {
@@ -236,6 +239,7 @@ export function createAlarmTailer(opts: AlarmTailerOptions) {
     /** Stops reading; listeners stay registered but receive nothing more. */
     async stop(): Promise<void> {
       stopped = true;
+      unlistenLocal?.();
       if (tickTimer) clearInterval(tickTimer);
       if (retryTimer) clearTimeout(retryTimer);
       await busFeed?.return?.();
