@@ -448,7 +448,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     registry,
     alarmStore,
     async start(port = config.port) {
-      const address = await fastify.listen({ port, host: config.host });
+      // After a network blip every client reconnects at once; Node's default accept queue (511)
+      // overflows while the loop is busy and the kernel drops connects, which clients retry only
+      // seconds later. The kernel caps this at net.core.somaxconn.
+      const address = await fastify.listen({ port, host: config.host, backlog: 4096 });
       url = address.replace('[::1]', '127.0.0.1');
       for (const w of workers) w.start();
       log.info(

@@ -116,8 +116,9 @@ function openConn(conn: Conn, resume: boolean, timeoutMs: number): Promise<void>
     conn.ws = ws;
     conn.acked = false;
     const timer = setTimeout(() => {
+      const stage = ws.readyState !== WebSocket.OPEN ? 'no WebSocket open' : conn.acked ? 'acked, not subscribed' : 'no connection_ack';
       ws.terminate();
-      reject(new Error('open timed out'));
+      reject(new Error(`open timed out (${stage})`));
     }, timeoutMs);
     ws.on('error', () => {});
     ws.on('close', (code) => {
@@ -234,8 +235,9 @@ async function handle(req: Request): Promise<unknown> {
           await new Promise((r) => setTimeout(r, Math.max(0, at - wallMs())));
           try {
             await openConn(c, true, req.timeoutMs);
-          } catch {
+          } catch (err) {
             reopenFailed++;
+            if (process.env.BENCH_VERBOSE) console.error(`reconnect failed: ${(err as Error).message}`);
           }
         }),
       );
