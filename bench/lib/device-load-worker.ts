@@ -3,7 +3,7 @@
 // with bounded concurrency, then heartbeats each device at the period its welcome asks for, spread
 // evenly over the period. Answers `stats` requests; `stop` closes every socket and exits.
 import { WebSocket } from 'ws';
-import { deviceKeyFor, serialFor, type FleetStats, type WorkerRequest, type WorkerSpec } from './device-load';
+import { deviceKeyFor, emptyFleetStats, serialFor, type FleetStats, type WorkerRequest, type WorkerSpec } from './device-load';
 
 const spec = JSON.parse(process.env.DEVICE_LOAD_SPEC ?? '{}') as WorkerSpec;
 const send = (m: unknown) => process.send?.(m);
@@ -15,16 +15,7 @@ interface Device {
   attempts: number;
 }
 
-const stats: FleetStats = {
-  devices: spec.to - spec.from,
-  welcomed: 0,
-  open: 0,
-  failed: 0,
-  closesAfterWelcome: 0,
-  closeCodes: {},
-  heartbeats: 0,
-  retries: 0,
-};
+const stats: FleetStats = emptyFleetStats(spec.to - spec.from);
 const devices: Device[] = [];
 for (let i = spec.from; i < spec.to; i++) devices.push({ index: i, welcomed: false, attempts: 0 });
 

@@ -181,17 +181,13 @@ export async function startFleet(o: { seed: string; prefix: string; count: numbe
   };
 }
 
+/** Counters of a fleet of `devices` that has done nothing yet. */
+export function emptyFleetStats(devices: number): FleetStats {
+  return { devices, welcomed: 0, open: 0, failed: 0, closesAfterWelcome: 0, closeCodes: {}, heartbeats: 0, retries: 0 };
+}
+
 function sum(all: FleetStats[]): FleetStats {
-  const out: FleetStats = {
-    devices: 0,
-    welcomed: 0,
-    open: 0,
-    failed: 0,
-    closesAfterWelcome: 0,
-    closeCodes: {},
-    heartbeats: 0,
-    retries: 0,
-  };
+  const out = emptyFleetStats(0);
   for (const s of all) {
     out.devices += s.devices;
     out.welcomed += s.welcomed;

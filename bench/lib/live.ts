@@ -1,10 +1,10 @@
 // Shared set-up for the live-stream benchmarks: a fresh Postgres database, gateway processes,
 // accounts and devices over the real API, and graphql-ws subscribers.
 import { randomBytes } from 'node:crypto';
-import postgres from 'postgres';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { clusterSecrets, startGateway, type GatewayProcess } from '../../test/helpers/gateway-process';
+import { scratchDatabase } from '../../test/helpers/scratch-database';
 
 export const STRONG_PASSWORD = 'Violet-Harbor-Quartz-71';
 
@@ -19,22 +19,7 @@ export function requireEnv(): { databaseUrl: string; redisUrl: string } {
 }
 
 /** A fresh database next to `base`, dropped by `drop()`. */
-export async function freshDatabase(base: string) {
-  const name = `vigil_bench_${randomBytes(5).toString('hex')}`;
-  const admin = postgres(base, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name}`);
-  await admin.end();
-  const url = new URL(base);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      const a = postgres(base, { max: 1, onnotice: () => {} });
-      await a.unsafe(`drop database if exists ${name} with (force)`);
-      await a.end();
-    },
-  };
-}
+export const freshDatabase = (base: string) => scratchDatabase(base, 'vigil_bench_');
 
 /** Gateway processes sharing `env` and one signing key and operator token; the first starts alone (it migrates). */
 export async function startNodes(names: string[], env: Record<string, string>): Promise<{ nodes: GatewayProcess[]; adminToken: string }> {

@@ -11,28 +11,21 @@ import { inArray, count } from 'drizzle-orm';
 import { openDb, tables } from '../../src/db/index';
 import { deviceKeyHash, ingestTokenHash } from '../../src/devices/provisioning';
 import { alternate, cpuSecondsOf, median, ratio, sleep, startChild, type ChildServer, type ResultRow, type Scenario } from '../lib/harness';
+import type { IsapiLoadResult } from '../lib/isapi-load';
 import { freshDatabase, startNodes } from '../lib/live';
 
 const CONCURRENCY = 32;
 const DEVICES = 100;
 
-interface LoadResult {
-  ok: number;
-  statuses: Record<string, number>;
-  elapsedMs: number;
-  p50: number;
-  p99: number;
-  errors: number;
-}
 
 /** Starts one run of a load child (SIGUSR2) and waits for its next `RESULT {...}` line. */
-export async function runOnce(child: ChildServer, timeoutMs: number): Promise<LoadResult> {
+export async function runOnce(child: ChildServer, timeoutMs: number): Promise<IsapiLoadResult> {
   const before = child.lines.filter((l) => l.startsWith('RESULT ')).length;
   child.proc.kill('SIGUSR2');
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const results = child.lines.filter((l) => l.startsWith('RESULT '));
-    if (results.length > before) return JSON.parse(results.at(-1)!.slice(7)) as LoadResult;
+    if (results.length > before) return JSON.parse(results.at(-1)!.slice(7)) as IsapiLoadResult;
     if (child.proc.exitCode !== null) throw new Error(`load process exited (${child.proc.exitCode}) without a result`);
     if (Date.now() > deadline) throw new Error('load process gave no result in time');
     await sleep(50);

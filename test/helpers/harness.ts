@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print } from 'graphql';
-import postgres from 'postgres';
+import { scratchDatabase } from './scratch-database';
 import { pino } from 'pino';
 import { buildApp, type App, type AppOverrides } from '../../src/app';
 import { loadConfig } from '../../src/config';
@@ -14,21 +14,7 @@ export const hasRedis = !!process.env.TEST_REDIS_URL;
 /** A fresh, empty Postgres database for one test file, or undefined to use in-memory PGlite. */
 export async function freshDatabase(): Promise<{ url: string; drop(): Promise<void> } | undefined> {
   const base = process.env.TEST_DATABASE_URL;
-  if (!base) return undefined;
-  const name = `vigil_t_${randomBytes(6).toString('hex')}`;
-  const admin = postgres(base, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name}`);
-  await admin.end();
-  const url = new URL(base);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      const a = postgres(base, { max: 1, onnotice: () => {} });
-      await a.unsafe(`drop database if exists ${name} with (force)`);
-      await a.end();
-    },
-  };
+  return base ? scratchDatabase(base, 'vigil_t_') : undefined;
 }
 
 /** A clock tests can move forward; every service reads time through it. */
