@@ -23,7 +23,7 @@ import { cpus, loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { openDb, tables } from '../src/db/index';
-import { deviceKeyHash, ingestTokenHash } from '../src/devices/provisioning';
+import { deviceKeyHash, ingestTokenHash } from '../src/devices/catalog/provisioning';
 
 const { values } = parseArgs({
   options: {

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Builds the /graphiql explorer (src/http/graphiql) into dist/graphiql: index.html plus hashed
+// Builds the /graphiql explorer (web/graphiql) into dist/graphiql: index.html plus hashed
 // files in assets/ (the page bundle, its CSS and fonts, monaco's three web workers). Runs from
 // `postinstall`, so `npm install` and `npm ci` leave a ready explorer; `npm run build:graphiql`
 // rebuilds it. Everything is served by the gateway itself: nothing is loaded from elsewhere.
@@ -13,7 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const src = path.join(root, 'src/http/graphiql');
+const src = path.join(root, 'web/graphiql');
 const out = path.join(root, 'dist/graphiql');
 const tmp = `${out}.tmp-${process.pid}`;
 const assets = path.join(tmp, 'assets');

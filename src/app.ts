@@ -18,16 +18,23 @@ import { createPasswordResetService } from './accounts/password-reset.service';
 import { aesGcmSecretBox, createSecondFactorVerifier, createTotpService } from './accounts/totp.service';
 import type { Config } from './config';
 import { openDb, type DbHandle } from './db/index';
-import { createDeviceService, createProvisioningService, type DeviceCommands } from './devices/index';
-import { createDeviceRegistry, type DeviceRegistry } from './devices/device-registry';
-import { createDeviceWsServer } from './devices/device-ws';
-import { isapiIngest } from './devices/isapi-ingest';
-import { loadAdminToken, registerAdminRoutes } from './http/admin.routes';
-import { edgePlugin, limitRules, withinTokenLimit } from './http/graphql-edge';
+import {
+  createDeviceRegistry,
+  createDeviceService,
+  createDeviceWsServer,
+  createProvisioningService,
+  isapiIngest,
+  pruneDeviceCommands,
+  type DeviceCommands,
+  type DeviceRegistry,
+} from './devices/index';
+import { registerAdminRoutes } from './http/admin.routes';
+import { loadAdminToken } from './lib/admin-token';
+import { edgePlugin, limitRules, withinTokenLimit } from './graphql/edge-limits';
 import { registerGraphiqlRoutes } from './http/graphiql.routes';
-import { formatGraphqlError } from './http/graphql-errors';
-import { jitGateway } from './http/jit-executor';
-import { serveGraphqlWs } from './http/graphql-ws';
+import { formatGraphqlError } from './graphql/errors';
+import { jitGateway } from './graphql/jit-executor';
+import { serveGraphqlWs } from './graphql/live/graphql-ws';
 import { createMetrics, type Metrics } from './http/metrics';
 import { limiterFactory } from './lib/rate-limit';
 import { sha256 } from './lib/secrets';
@@ -35,13 +42,13 @@ import { createDeliveryWorker, transportsFor } from './notify/index';
 import { buildGraphqlSchema } from './resolvers/index';
 import { createLoaders, type GraphqlContext } from './schema/context';
 import type { Services } from './services';
-import { createAlarmStore, type AlarmStore } from './streams/alarm-store';
-import { createAlarmService } from './streams/alarm.service';
-import { createAccessCache } from './streams/access-cache';
-import { createAlarmTailer } from './streams/alarm-tail';
-import { createLiveService } from './streams/live.service';
-import { createEventBus, type EventBus } from './streams/event-bus';
-import { createRetentionJob } from './streams/retention';
+import { createAlarmStore, type AlarmStore } from './streams/alarms/alarm-store';
+import { createAlarmService } from './streams/alarms/alarm.service';
+import { createAccessCache } from './streams/live/access-cache';
+import { createAlarmTailer } from './streams/live/alarm-tail';
+import { createLiveService } from './streams/live/live.service';
+import { createEventBus, type EventBus } from './streams/bus/event-bus';
+import { createRetentionJob } from './streams/alarms/retention';
 
 export interface AppOverrides {
   /** Time source for every service; tests move it to expire codes and tokens. */
@@ -199,7 +206,18 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     ...overrides.deviceTimings,
   });
   workers.push(registry);
-  workers.push(createRetentionJob({ db, clock, log, store: alarmStore, nodeId: config.nodeId, retentionDays: config.alarmRetentionDays }));
+  workers.push(
+    createRetentionJob({
+      db,
+      clock,
+      log,
+      store: alarmStore,
+      nodeId: config.nodeId,
+      retentionDays: config.alarmRetentionDays,
+      // Device commands finished or expired more than a week ago.
+      alsoPrune: [{ name: 'commands', before: (now) => new Date(now.getTime() - 7 * 86_400_000), prune: (before) => pruneDeviceCommands(db, before) }],
+    }),
+  );
   // The devices service's seam: must not throw (the unbind stands; the device learns at its next hello).
   const registryCommands: DeviceCommands = {
     sendUnbind: (deviceId) => registry.sendUnbind(deviceId).catch((err) => log.warn({ err, deviceId }, 'could not queue the unbind command')),

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from './config';
-import { readAdminToken } from './http/admin.routes';
+import { readAdminToken } from './lib/admin-token';
 
 /**
  * The `vigil` command (bin/vigil.mjs, `npm run vigil --`). Exit codes: 0 done, 1 the gateway
@@ -55,7 +55,7 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
       case 'devices':
         if (rest[0] === 'provision') return await provision(rest.slice(1), io);
         if (rest[0] === 'simulate') {
-          const { runSimulate, SimulateUsageError } = await import('./devices/simulator-cli');
+          const { runSimulate, SimulateUsageError } = await import('./tools/simulator-cli');
           try {
             return await runSimulate(rest.slice(1), { ...io, tty: io === defaultIo && process.stderr.isTTY });
           } catch (e) {

@@ -2,9 +2,9 @@ import type { ApiKeyService } from './accounts/api-key.service';
 import type { AuthService } from './accounts/auth.service';
 import type { PasswordResetService } from './accounts/password-reset.service';
 import type { TotpService } from './accounts/totp.service';
-import type { DeviceService } from './devices/device.service';
-import type { AlarmService } from './streams/alarm.service';
-import type { LiveService } from './streams/live.service';
+import type { DeviceService } from './devices/catalog/device.service';
+import type { AlarmService } from './streams/alarms/alarm.service';
+import type { LiveService } from './streams/live/live.service';
 
 /**
  * Every service the API reaches, built once per app in src/app.ts (the composition root) and

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { eq, inArray, sql } from 'drizzle-orm';
 import { tables } from '../src/db/index';
-import { compareAlarmCursors, decodeAlarmCursor, encodeAlarmCursor } from '../src/streams/alarm-cursor';
-import type { AlarmPost, AlarmRow } from '../src/streams/alarm-store';
+import { compareAlarmCursors, decodeAlarmCursor, encodeAlarmCursor } from '../src/streams/alarms/alarm-cursor';
+import type { AlarmPost, AlarmRow } from '../src/streams/alarms/alarm-store';
 import {
   AcknowledgeAlarmDocument,
   AlarmIdsDocument,
@@ -19,7 +19,7 @@ import {
   type AlarmsQuery,
 } from './generated/graphql';
 import { alertXml, insertBinding, insertDevice, insertUser, isapiPost } from './helpers/alarms-fixtures';
-import { createRetentionJob } from '../src/streams/retention';
+import { createRetentionJob } from '../src/streams/alarms/retention';
 import { provisionAndBind, registerUser, type TestUser } from './helpers/devices';
 import { expectCode, expectData, hasPostgres, startApp, testClock, waitFor, type TestApp } from './helpers/harness';
 

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { eq, inArray } from 'drizzle-orm';
 import { WebSocket } from 'ws';
 import { tables } from '../src/db/index';
-import { progressLine, provisionFleet, startSimulator } from '../src/devices/simulator';
+import { progressLine, provisionFleet, startSimulator } from '../src/tools/simulator';
 import { AlarmIdsDocument, DeviceDocument, UnbindDeviceDocument } from './generated/graphql';
 import { connectDevice, insertBinding, insertDevice, openDeviceSocket, statusEvents } from './helpers/alarms-fixtures';
 import { provisionAndBind, registerUser, type TestUser } from './helpers/devices';

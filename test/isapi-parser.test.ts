@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
-import { ALARM_TYPES, alarmTypeFor, type AlarmType } from '../src/devices/alarm-type';
+import { ALARM_TYPES, alarmTypeFor, type AlarmType } from '../src/streams/alarms/alarm-type';
 import {
   IGNORED_EVENT_TYPES,
   IsapiParseError,
@@ -18,7 +18,7 @@ import {
   type IsapiAlert,
   type IsapiParseReason,
   type MultipartPart,
-} from '../src/devices/isapi-parser';
+} from '../src/devices/isapi/isapi-parser';
 
 const FIXTURES = new URL('./fixtures/isapi/', import.meta.url);
 const fixture = (name: string): Buffer => readFileSync(new URL(name, FIXTURES));

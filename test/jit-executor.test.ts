@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { buildSchema, execute, parse, type DocumentNode, type GraphQLSchema } from 'graphql';
-import { createJitExecutor } from '../src/http/jit-executor';
+import { createJitExecutor } from '../src/graphql/jit-executor';
 import { seedBoundDevices, registerUser } from './helpers/devices';
 import { startApp, type TestApp } from './helpers/harness';
 

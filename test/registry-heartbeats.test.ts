@@ -3,8 +3,8 @@ import { after, before, describe, test } from 'node:test';
 import { eq } from 'drizzle-orm';
 import { pino } from 'pino';
 import { tables, type Db } from '../src/db/index';
-import { createDeviceRegistry, type DeviceRegistry, type DeviceTransport } from '../src/devices/device-registry';
-import { createEventBus, type EventBus } from '../src/streams/event-bus';
+import { createDeviceRegistry, type DeviceRegistry, type DeviceTransport } from '../src/devices/registry/device-registry';
+import { createEventBus, type EventBus } from '../src/streams/bus/event-bus';
 import { insertDevice, statusEvents, type DirectDevice } from './helpers/alarms-fixtures';
 import { startApp, testClock, waitFor, type TestApp } from './helpers/harness';
 

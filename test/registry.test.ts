@@ -9,10 +9,10 @@ import { after, before, describe, test } from 'node:test';
 import { eq } from 'drizzle-orm';
 import { pino } from 'pino';
 import { tables } from '../src/db/index';
-import { createDeviceRegistry, type DeviceRegistry, type DeviceTransport } from '../src/devices/device-registry';
+import { createDeviceRegistry, type DeviceRegistry, type DeviceTransport } from '../src/devices/registry/device-registry';
 import { limiterFactory } from '../src/lib/rate-limit';
-import { createEventBus, type EventBus } from '../src/streams/event-bus';
-import { createLeasedJob } from '../src/streams/lease';
+import { createEventBus, type EventBus } from '../src/streams/bus/event-bus';
+import { createLeasedJob } from '../src/streams/bus/lease';
 import { connectDevice, insertBinding, insertDevice, insertUser, statusEvents, type DirectDevice } from './helpers/alarms-fixtures';
 import { freshDatabase, hasPostgres, startApp, testClock, waitFor, type TestApp } from './helpers/harness';
 

@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { GraphQLError, GraphQLInt, GraphQLObjectType, GraphQLSchema, parse, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import { pino } from 'pino';
-import { createSubscriptionFanout, type FanoutMember } from '../src/http/subscription-fanout';
-import { encodeAlarmCursor, type AlarmCursor } from '../src/streams/alarm-cursor';
-import { createAlarmTailer } from '../src/streams/alarm-tail';
-import type { AlarmView } from '../src/streams/alarm.service';
-import { createLiveService } from '../src/streams/live.service';
-import type { AlarmRow } from '../src/streams/alarm-store';
-import { createEventBus } from '../src/streams/event-bus';
+import { createSubscriptionFanout, type FanoutMember } from '../src/graphql/live/subscription-fanout';
+import { encodeAlarmCursor, type AlarmCursor } from '../src/streams/alarms/alarm-cursor';
+import { createAlarmTailer } from '../src/streams/live/alarm-tail';
+import type { AlarmView } from '../src/streams/alarms/alarm.service';
+import { createLiveService } from '../src/streams/live/live.service';
+import type { AlarmRow } from '../src/streams/alarms/alarm-store';
+import { createEventBus } from '../src/streams/bus/event-bus';
 
 /** A source the test pushes into: `tick` values, or an error for a field error. */
 function pushable() {

@@ -3,7 +3,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { eq } from 'drizzle-orm';
 import WebSocket from 'ws';
 import { tables } from '../src/db/index';
-import type { AlarmPost } from '../src/streams/alarm-store';
+import type { AlarmPost } from '../src/streams/alarms/alarm-store';
 import {
   AlarmCursorsDocument,
   AlarmEventsDocument,

@@ -44,7 +44,7 @@ export const deviceKeyFor = (seed: string, i: number) => createHash('sha256').up
  */
 export async function insertDevices(databaseUrl: string, o: { prefix: string; seed: string; count: number; ownerEmail: string }): Promise<void> {
   // Loaded here, not at the top: the load workers import this module and need none of it.
-  const { deviceKeyHash, ingestTokenHash } = await import('../../src/devices/provisioning');
+  const { deviceKeyHash, ingestTokenHash } = await import('../../src/devices/catalog/provisioning');
   const { default: postgres } = await import('postgres');
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   try {

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { openDb, tables } from '../../src/db/index';
-import { deviceKeyHash, ingestTokenHash } from '../../src/devices/provisioning';
+import { deviceKeyHash, ingestTokenHash } from '../../src/devices/catalog/provisioning';
 import { median, percentile, sleep, startChild, wallMs, type ResultRow, type Scenario } from '../lib/harness';
 import { connect, freshDatabase, register, startNodes } from '../lib/live';
 

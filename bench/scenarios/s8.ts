@@ -9,7 +9,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { inArray, count } from 'drizzle-orm';
 import { openDb, tables } from '../../src/db/index';
-import { deviceKeyHash, ingestTokenHash } from '../../src/devices/provisioning';
+import { deviceKeyHash, ingestTokenHash } from '../../src/devices/catalog/provisioning';
 import { alternate, cpuSecondsOf, median, ratio, sleep, startChild, type ChildServer, type ResultRow, type Scenario } from '../lib/harness';
 import type { IsapiLoadResult } from '../lib/isapi-load';
 import { freshDatabase, startNodes } from '../lib/live';

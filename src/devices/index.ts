@@ -1,26 +1,7 @@
-export { DeviceError, type DeviceErrorCode } from './device.errors';
-export {
-  DEVICE_ROLES,
-  DEVICE_STATUSES,
-  PERMISSIONS,
-  statusOf,
-  type DeviceRole,
-  type DeviceStatus,
-  type DeviceView,
-  type GranteeView,
-  type Permission,
-  type ShareView,
-  type UnbindOutcome,
-} from './device.model';
-export {
-  createDeviceService,
-  noDeviceCommands,
-  MAX_BULK_UNBIND,
-  type DeviceCommands,
-  type DeviceConnection,
-  type DeviceEdge,
-  type DeviceService,
-  type DeviceServiceDeps,
-} from './device.service';
-export { createDeviceLoaders, type DeviceLoaders, type DeviceLoaderOptions } from './device-loaders';
-export { createProvisioningService, deviceKeyHash, ingestTokenHash, serialSchema, type ProvisionedDevice, type ProvisioningService } from './provisioning';
+// The devices area: the catalog (provisioning, binding, shares, transfer, who may see a device),
+// the connection registry (device WebSocket door, heartbeats, commands) and the ISAPI alarm door.
+export * from './catalog/index';
+export { createDeviceRegistry, type DeviceRegistry } from './registry/device-registry';
+export { createDeviceWsServer } from './registry/device-ws';
+export { pruneCommands as pruneDeviceCommands } from './registry/registry.store';
+export { isapiIngest } from './isapi/isapi-ingest';

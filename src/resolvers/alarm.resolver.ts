@@ -1,10 +1,10 @@
 import { Arg, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
-import type { DeviceView } from '../devices/index';
+import type { DeviceView } from '../devices/catalog/index';
 import { AlarmConnectionType, AlarmFilterInput, AlarmObject } from '../schema/alarm.type';
 import type { GraphqlContext } from '../schema/context';
 import { DeviceType } from '../schema/device.type';
 import { UserType } from '../schema/user.type';
-import type { AcknowledgerView, AlarmView } from '../streams/alarm.service';
+import type { AcknowledgerView, AlarmView } from '../streams/alarms/alarm.service';
 import { CommonError } from '../lib/domain-error';
 
 @Resolver(() => AlarmObject)

@@ -1,5 +1,5 @@
 import { Arg, Args, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
-import type { DeviceConnection, DeviceView, ShareView, UnbindOutcome } from '../devices/index';
+import type { DeviceConnection, DeviceView, ShareView, UnbindOutcome } from '../devices/catalog/index';
 import type { GraphqlContext } from '../schema/context';
 import { DevicesArgs } from '../schema/device.args';
 import { DeviceConnectionType, DeviceType, PermissionEnum, ShareType, UnbindResultType } from '../schema/device.type';

@@ -1,12 +1,12 @@
 import { Arg, Ctx, FieldResolver, ID, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
-import type { DeviceView } from '../devices/index';
+import type { DeviceView } from '../devices/catalog/index';
 import { CommonError } from '../lib/domain-error';
 import { AlarmObject, AlarmTypeEnum } from '../schema/alarm.type';
 import type { GraphqlContext } from '../schema/context';
 import { DeviceType } from '../schema/device.type';
 import { DeviceStatusEventType } from '../schema/subscription.type';
-import type { AlarmView } from '../streams/alarm.service';
-import type { DeviceStatusEventView } from '../streams/live.service';
+import type { AlarmView } from '../streams/alarms/alarm.service';
+import type { DeviceStatusEventView } from '../streams/live/live.service';
 
 type Subscribe<A> = SubscribeResolverData<unknown, A, GraphqlContext>;
 

@@ -1,5 +1,5 @@
 import { Field, ID, InputType, Int, ObjectType, registerEnumType } from 'type-graphql';
-import { ALARM_TYPES, type AlarmType } from '../devices/alarm-type';
+import { ALARM_TYPES, type AlarmType } from '../streams/alarms/alarm-type';
 import { PageInfoType } from './device.type';
 
 /** The GraphQL AlarmType enum, backed by the alarm area's string union so services never import graphql. */

@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
 import type { Caller } from '../accounts/caller';
 import type { RequestMeta } from '../accounts/auth.service';
-import { createDeviceLoaders, type DeviceLoaders } from '../devices/device-loaders';
+import { createDeviceLoaders, type DeviceLoaders } from '../devices/catalog/device-loaders';
 import type { Services } from '../services';
-import { createAlarmLoaders, type AlarmLoaders } from '../streams/alarm-loaders';
+import { createAlarmLoaders, type AlarmLoaders } from '../streams/alarms/alarm-loaders';
 
 /** Per-operation DataLoaders (batching nested fields); one set per context, for its caller. */
 export interface RequestLoaders {

@@ -1,5 +1,5 @@
 import { Field, InputType } from 'type-graphql';
-import type { DeviceRole, DeviceStatus } from '../devices/device.model';
+import type { DeviceRole, DeviceStatus } from '../devices/catalog/device.model';
 import { DeviceRoleEnum, DeviceStatusEnum } from './device.type';
 
 @InputType('DeviceFilter')

@@ -1,5 +1,5 @@
 import { Field, ID, Int, ObjectType, registerEnumType } from 'type-graphql';
-import { DEVICE_ROLES, DEVICE_STATUSES, PERMISSIONS, type DeviceRole, type DeviceStatus, type Permission } from '../devices/device.model';
+import { DEVICE_ROLES, DEVICE_STATUSES, PERMISSIONS, type DeviceRole, type DeviceStatus, type Permission } from '../devices/catalog/device.model';
 import { UserType } from './user.type';
 
 /** GraphQL enums backed by the device area's string unions, so services never import graphql. */

@@ -1,6 +1,6 @@
 import { registerEnumType } from 'type-graphql';
 import { AccountError } from '../accounts/account.errors';
-import { DeviceError } from '../devices/device.errors';
+import { DeviceError } from '../devices/catalog/device.errors';
 import { CommonError, DomainError, assertUnreachable } from '../lib/domain-error';
 
 /** The contract's ErrorCode: every error leaves the API as one of these. */

@@ -1,5 +1,5 @@
 import { Field, ObjectType } from 'type-graphql';
-import type { DeviceStatus } from '../devices/device.model';
+import type { DeviceStatus } from '../devices/catalog/device.model';
 import { DeviceStatusEnum } from './device.type';
 
 @ObjectType('DeviceStatusEvent')

@@ -3,8 +3,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { WebSocket } from 'ws';
 import { tables, type Db } from '../../src/db/index';
-import { deviceKeyHash, ingestTokenHash } from '../../src/devices/provisioning';
-import type { DeviceStatusPayload, EventBus } from '../../src/streams/event-bus';
+import { deviceKeyHash, ingestTokenHash } from '../../src/devices/catalog/provisioning';
+import type { DeviceStatusPayload, EventBus } from '../../src/streams/bus/event-bus';
 import { waitFor } from './harness';
 
 /** A file of the ISAPI corpus (test/fixtures/isapi). */

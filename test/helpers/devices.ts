@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { and, asc, eq, inArray, isNull } from 'drizzle-orm';
 import { tables } from '../../src/db/index';
-import type { DeviceCommands } from '../../src/devices/index';
-import type { AccessChangedPayload } from '../../src/streams/event-bus';
+import type { DeviceCommands } from '../../src/devices/catalog/index';
+import type { AccessChangedPayload } from '../../src/streams/bus/event-bus';
 import { BindDeviceDocument, RegisterDocument, type DeviceFieldsFragment } from '../generated/graphql';
 import { expectData, STRONG_PASSWORD, uniqueEmail, waitFor, type TestApp } from './harness';
 

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import type { Caller } from '../../../src/accounts/caller';
-import type { DeviceConnection, DeviceView, ShareView } from '../../../src/devices/index';
+import type { DeviceConnection, DeviceView, ShareView } from '../../../src/devices/catalog/index';
 import { CommonError } from '../../../src/lib/domain-error';
 import { createLoaders, type GraphqlContext } from '../../../src/schema/context';
 import type { Services } from '../../../src/services';

@@ -1,4 +1,4 @@
-import { DomainError } from '../lib/domain-error';
+import { DomainError } from '../../lib/domain-error';
 
 /**
  * Device-area failures. Visibility and permission failures use CommonError (NOT_FOUND, FORBIDDEN)

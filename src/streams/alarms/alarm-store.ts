@@ -2,11 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { and, desc, asc, eq, gt, gte, inArray, isNotNull, isNull, lt, or, sql, type SQL } from 'drizzle-orm';
 import { unionAll } from 'drizzle-orm/pg-core';
 import type { Logger } from 'pino';
-import { tables, type Db, type DbHandle } from '../db/index';
-import type { AlarmDetails } from '../db/schema/alarms';
-import type { AlarmType } from '../devices/alarm-type';
+import { tables, type Db, type DbHandle } from '../../db/index';
+import type { AlarmDetails } from '../../db/schema/alarms';
+import type { AlarmType } from './alarm-type';
 import { encodeAlarmCursor, type AlarmCursor } from './alarm-cursor';
-import type { EventBus } from './event-bus';
+import type { EventBus } from '../bus/event-bus';
 
 const { alarms, alarmReceipts, bindings, shares } = tables;
 

@@ -1,17 +1,17 @@
 import { Repeater } from '@graphql-yoga/subscription';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { requireCaller, type Caller } from '../accounts/caller';
-import { ALARM_TYPES } from '../devices/alarm-type';
-import type { DeviceStatus } from '../devices/device.model';
-import { CommonError } from '../lib/domain-error';
-import { isUuid, parseInput } from '../lib/validate';
+import { requireCaller, type Caller } from '../../accounts/caller';
+import { ALARM_TYPES } from '../alarms/alarm-type';
+import type { DeviceStatus } from '../../devices/catalog/device.model';
+import { CommonError } from '../../lib/domain-error';
+import { isUuid, parseInput } from '../../lib/validate';
 import type { AccessCache } from './access-cache';
-import { compareAlarmCursors, decodeAlarmCursor, type AlarmCursor } from './alarm-cursor';
-import type { AlarmFilterSpec, AlarmRow, AlarmStore } from './alarm-store';
+import { compareAlarmCursors, decodeAlarmCursor, type AlarmCursor } from '../alarms/alarm-cursor';
+import type { AlarmFilterSpec, AlarmRow, AlarmStore } from '../alarms/alarm-store';
 import type { AlarmTailer } from './alarm-tail';
-import type { AlarmService, AlarmView } from './alarm.service';
-import type { DeviceStatusPayload, EventBus } from './event-bus';
+import type { AlarmService, AlarmView } from '../alarms/alarm.service';
+import type { DeviceStatusPayload, EventBus } from '../bus/event-bus';
 
 /** One status change as the deviceStatus subscription delivers it; `device` is resolved per subscriber. */
 export interface DeviceStatusEventView {

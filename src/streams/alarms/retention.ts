@@ -1,8 +1,7 @@
 import type { Logger } from 'pino';
-import type { Db } from '../db/index';
-import { pruneCommands } from '../devices/registry.store';
+import type { Db } from '../../db/index';
 import type { AlarmStore } from './alarm-store';
-import { createLeasedJob, type LeasedJob } from './lease';
+import { createLeasedJob, type LeasedJob } from '../bus/lease';
 
 export interface RetentionOptions {
   db: Db;
@@ -14,13 +13,15 @@ export interface RetentionOptions {
   retentionDays: number;
   /** How often the job runs (on the node holding its lease). Default one hour. */
   intervalMs?: number;
+  /** Other time-bounded records pruned in the same run (device commands); each returns rows deleted. */
+  alsoPrune?: ReadonlyArray<{ name: string; before: (now: Date) => Date; prune: (before: Date) => Promise<number> }>;
   /** Rows deleted per statement, so a large backlog never holds long locks. Default 5000. */
   batch?: number;
 }
 
 /**
  * Alarm retention: deletes alarms (and their de-duplication receipts) received more than
- * `retentionDays` ago, and device commands finished or expired more than a week ago. Runs on one
+ * `retentionDays` ago, and whatever `alsoPrune` names (the app passes device commands). Runs on one
  * node at a time under the `alarm-retention` lease, in batches; a run stops after 200 batches
  * and the next run continues.
  */
@@ -36,8 +37,9 @@ export function createRetentionJob(opts: RetentionOptions): LeasedJob & { pruneN
       total += n;
       if (n < batch) break;
     }
-    const commands = await pruneCommands(opts.db, new Date(now.getTime() - 7 * 86_400_000));
-    if (total || commands) log.info({ alarms: total, commands, cutoff: cutoff.toISOString() }, 'pruned old alarms');
+    const others: Record<string, number> = {};
+    for (const o of opts.alsoPrune ?? []) others[o.name] = await o.prune(o.before(now));
+    if (total || Object.values(others).some(Boolean)) log.info({ alarms: total, ...others, cutoff: cutoff.toISOString() }, 'pruned old records');
     return total;
   }
   const job = createLeasedJob(opts.db, {

@@ -1,5 +1,5 @@
 import { and, asc, eq, gt, inArray, isNotNull, isNull, lt, or, sql } from 'drizzle-orm';
-import { tables, type Db } from '../db/index';
+import { tables, type Db } from '../../db/index';
 
 /**
  * Data access for the connection registry: the registry columns of `devices` (online,

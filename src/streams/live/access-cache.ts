@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { EventBus } from './event-bus';
+import type { EventBus } from '../bus/event-bus';
 
 /** One binding a user may receive alarms and status of: owned, or shared with ALARMS (until `expiresAt`). */
 export interface AudienceEntry {

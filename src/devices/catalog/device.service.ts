@@ -1,13 +1,13 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import type { RequestMeta } from '../accounts/auth.service';
-import { requireCaller, type Caller } from '../accounts/caller';
-import type { Db } from '../db/index';
-import { CommonError } from '../lib/domain-error';
-import type { LimiterFactory } from '../lib/rate-limit';
-import { isUuid, loginSchema, parseInput, type Login } from '../lib/validate';
-import { contactOf, contactsOf, enqueueMessage, type OutboxMessage } from '../notify/outbox';
-import type { AccessChangedPayload, EventBus } from '../streams/event-bus';
+import type { RequestMeta } from '../../accounts/auth.service';
+import { requireCaller, type Caller } from '../../accounts/caller';
+import type { Db } from '../../db/index';
+import { CommonError } from '../../lib/domain-error';
+import type { LimiterFactory } from '../../lib/rate-limit';
+import { isUuid, loginSchema, parseInput, type Login } from '../../lib/validate';
+import { contactOf, contactsOf, enqueueMessage, type OutboxMessage } from '../../notify/outbox';
+import type { AccessChangedPayload, EventBus } from '../../streams/bus/event-bus';
 import { DeviceError } from './device.errors';
 import {
   DEVICE_ROLES,

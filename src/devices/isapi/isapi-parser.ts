@@ -13,7 +13,7 @@
  * the URL is the identity.
  */
 import { XMLParser } from 'fast-xml-parser';
-import { alarmTypeFor, type AlarmType } from './alarm-type';
+import { alarmTypeFor, type AlarmType } from '../../streams/alarms/alarm-type';
 
 // ---------------------------------------------------------------------------
 // Public types

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import { tables, type Db } from '../db/index';
+import { tables, type Db } from '../../db/index';
 
 /**
  * A named lease in the `leases` table: at most one holder at a time, until it expires or is

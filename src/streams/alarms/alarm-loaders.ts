@@ -1,5 +1,5 @@
 import DataLoader from 'dataloader';
-import type { Caller } from '../accounts/caller';
+import type { Caller } from '../../accounts/caller';
 import type { AcknowledgerView, AlarmService, AlarmView } from './alarm.service';
 
 /** Per-request batchers for nested alarm fields. */

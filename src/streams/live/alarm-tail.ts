@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
-import { compareAlarmCursors, decodeAlarmCursor, type AlarmCursor } from './alarm-cursor';
-import type { AlarmRow, AlarmStore } from './alarm-store';
-import type { EventBus } from './event-bus';
+import { compareAlarmCursors, decodeAlarmCursor, type AlarmCursor } from '../alarms/alarm-cursor';
+import type { AlarmRow, AlarmStore } from '../alarms/alarm-store';
+import type { EventBus } from '../bus/event-bus';
 
 /** Receives every alarm row after its registration position, in cursor order, exactly once. */
 export type TailListener = (row: AlarmRow) => void;

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { Metrics } from '../http/metrics';
+import type { Metrics } from '../../http/metrics';
 import { DEVICE_SUBPROTOCOL, type DeviceRegistry } from './device-registry';
 
 export interface DeviceWsOptions {

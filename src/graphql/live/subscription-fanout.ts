@@ -1,6 +1,6 @@
 import { subscribe as graphqlSubscribe, type ExecutionArgs, type ExecutionResult } from 'graphql';
-import { DomainError } from '../lib/domain-error';
-import { ErrorCode, toErrorCode } from '../schema/error-code';
+import { DomainError } from '../../lib/domain-error';
+import { ErrorCode, toErrorCode } from '../../schema/error-code';
 
 type Results = AsyncGenerator<ExecutionResult, unknown, unknown>;
 

@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { requireCaller, type Caller } from '../accounts/caller';
-import type { GranteeView } from '../devices/device.model';
-import { ALARM_TYPES, type AlarmType } from '../devices/alarm-type';
-import { CommonError } from '../lib/domain-error';
-import { isUuid, parseInput } from '../lib/validate';
+import { requireCaller, type Caller } from '../../accounts/caller';
+import type { GranteeView } from '../../devices/catalog/device.model';
+import { ALARM_TYPES, type AlarmType } from './alarm-type';
+import { CommonError } from '../../lib/domain-error';
+import { isUuid, parseInput } from '../../lib/validate';
 import { decodeAlarmCursor } from './alarm-cursor';
 import { alarmEndedAt, type AlarmRow, type AlarmStore } from './alarm-store';
 

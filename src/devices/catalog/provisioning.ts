@@ -1,9 +1,9 @@
 import argon2 from 'argon2';
 import { z } from 'zod';
-import { ARGON2_OPTIONS, verifyPassword } from '../accounts/password';
-import type { Db } from '../db/index';
-import { parseInput } from '../lib/validate';
-import { randomLetters, randomToken, sha256 } from '../lib/secrets';
+import { ARGON2_OPTIONS, verifyPassword } from '../../accounts/password';
+import type { Db } from '../../db/index';
+import { parseInput } from '../../lib/validate';
+import { randomLetters, randomToken, sha256 } from '../../lib/secrets';
 import { DeviceError } from './device.errors';
 import { insertDevice } from './device.store';
 

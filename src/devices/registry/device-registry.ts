@@ -1,15 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import type { Db } from '../db/index';
-import type { LimiterFactory } from '../lib/rate-limit';
-import { safeEqual, sha256 } from '../lib/secrets';
-import { isUuid } from '../lib/validate';
-import type { AlarmStore } from '../streams/alarm-store';
-import type { DeviceStatusPayload, EventBus } from '../streams/event-bus';
-import { createLeasedJob, type LeasedJob } from '../streams/lease';
-import { alarmTypeFor } from './alarm-type';
-import { normaliseEventType } from './isapi-parser';
+import type { Db } from '../../db/index';
+import type { LimiterFactory } from '../../lib/rate-limit';
+import { safeEqual, sha256 } from '../../lib/secrets';
+import { isUuid } from '../../lib/validate';
+import type { AlarmStore } from '../../streams/alarms/alarm-store';
+import type { DeviceStatusPayload, EventBus } from '../../streams/bus/event-bus';
+import { createLeasedJob, type LeasedJob } from '../../streams/bus/lease';
+import { alarmTypeFor } from '../../streams/alarms/alarm-type';
+import { normaliseEventType } from '../isapi/isapi-parser';
 import * as store from './registry.store';
 
 /** The WebSocket subprotocol of the device channel. */

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config';
-import { readAdminToken } from '../http/admin.routes';
+import { readAdminToken } from '../lib/admin-token';
 import { progressLine, provisionFleet, startSimulator } from './simulator';
 
 export interface SimulateIo {

@@ -1,5 +1,5 @@
 import DataLoader from 'dataloader';
-import type { Caller } from '../accounts/caller';
+import type { Caller } from '../../accounts/caller';
 import type { DeviceView, ShareView } from './device.model';
 import type { DeviceService } from './device.service';
 

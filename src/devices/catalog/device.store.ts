@@ -1,7 +1,7 @@
 import { and, asc, count, eq, getTableColumns, gt, ilike, inArray, isNull, ne, or, sql, type SQL } from 'drizzle-orm';
 import { alias, unionAll } from 'drizzle-orm/pg-core';
-import { tables, type Db } from '../db/index';
-import type { Login } from '../lib/validate';
+import { tables, type Db } from '../../db/index';
+import type { Login } from '../../lib/validate';
 import type { DeviceRole, DeviceStatus } from './device.model';
 
 /**

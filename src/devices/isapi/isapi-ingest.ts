@@ -3,10 +3,10 @@ import fastifyMultipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
-import type { Db } from '../db/index';
-import { sha256 } from '../lib/secrets';
-import type { AlarmStore, RecordOutcome } from '../streams/alarm-store';
-import type { DeviceRegistry } from './device-registry';
+import type { Db } from '../../db/index';
+import { sha256 } from '../../lib/secrets';
+import type { AlarmStore, RecordOutcome } from '../../streams/alarms/alarm-store';
+import type { DeviceRegistry } from '../registry/device-registry';
 import {
   classifyAlert,
   IsapiParseError,
@@ -17,7 +17,7 @@ import {
   type IsapiAlert,
   type MultipartPart,
 } from './isapi-parser';
-import { deviceByIngestTokenHash } from './registry.store';
+import { deviceByIngestTokenHash } from '../registry/registry.store';
 
 export interface IsapiIngestOptions {
   db: Db;

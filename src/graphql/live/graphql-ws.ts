@@ -5,14 +5,14 @@ import { useServer } from 'graphql-ws/use/ws';
 import { Counter, Gauge } from 'prom-client';
 import type { WebSocket, WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
-import type { Caller } from '../accounts/caller';
-import { createLoaders, type GraphqlContext } from '../schema/context';
-import type { Services } from '../services';
-import type { EventBus, SessionEndedPayload } from '../streams/event-bus';
-import { SlowConsumerError } from '../streams/live.service';
-import { assertCost, withinTokenLimit } from './graphql-edge';
-import { formatGraphqlError } from './graphql-errors';
-import type { Metrics } from './metrics';
+import type { Caller } from '../../accounts/caller';
+import { createLoaders, type GraphqlContext } from '../../schema/context';
+import type { Services } from '../../services';
+import type { EventBus, SessionEndedPayload } from '../../streams/bus/event-bus';
+import { SlowConsumerError } from '../../streams/live/live.service';
+import { assertCost, withinTokenLimit } from '../edge-limits';
+import { formatGraphqlError } from '../errors';
+import type { Metrics } from '../../http/metrics';
 import { createSubscriptionFanout } from './subscription-fanout';
 
 /**

@@ -1,0 +1,26 @@
+export { DeviceError, type DeviceErrorCode } from './device.errors';
+export {
+  DEVICE_ROLES,
+  DEVICE_STATUSES,
+  PERMISSIONS,
+  statusOf,
+  type DeviceRole,
+  type DeviceStatus,
+  type DeviceView,
+  type GranteeView,
+  type Permission,
+  type ShareView,
+  type UnbindOutcome,
+} from './device.model';
+export {
+  createDeviceService,
+  noDeviceCommands,
+  MAX_BULK_UNBIND,
+  type DeviceCommands,
+  type DeviceConnection,
+  type DeviceEdge,
+  type DeviceService,
+  type DeviceServiceDeps,
+} from './device.service';
+export { createDeviceLoaders, type DeviceLoaders, type DeviceLoaderOptions } from './device-loaders';
+export { createProvisioningService, deviceKeyHash, ingestTokenHash, serialSchema, type ProvisionedDevice, type ProvisioningService } from './provisioning';
