@@ -3,6 +3,9 @@ import { alias, unionAll } from 'drizzle-orm/pg-core';
 import { tables, type Db } from '../../db/index';
 import type { Login } from '../../lib/validate';
 import type { DeviceRole, DeviceStatus } from './device.model';
+import { shareIsActive, type UserContact } from './access';
+
+export { usersByIds, type UserContact } from './access';
 
 /**
  * Data access for devices, bindings, shares and the audit log: the only module of the area that
@@ -49,10 +52,10 @@ export interface ListCursor {
 /** The caller's own share, joined to bindings: open and unexpired only (expired shares grant nothing). */
 const myShare = alias(shares, 'my_share');
 const myShareOn = (userId: string, now: Date) =>
-  and(eq(myShare.bindingId, bindings.id), eq(myShare.granteeId, userId), isNull(myShare.revokedAt), or(isNull(myShare.expiresAt), gt(myShare.expiresAt, now)));
+  and(eq(myShare.bindingId, bindings.id), eq(myShare.granteeId, userId), shareIsActive(myShare, now));
 
 const activeShareOf = (userId: string, now: Date) =>
-  and(eq(shares.granteeId, userId), isNull(shares.revokedAt), or(isNull(shares.expiresAt), gt(shares.expiresAt, now)));
+  and(eq(shares.granteeId, userId), shareIsActive(shares, now));
 
 /** SQL twin of `statusOf` in device.model.ts. */
 export function statusCondition(status: DeviceStatus): SQL {
@@ -295,21 +298,6 @@ export interface AuditEntry {
 export async function insertAudit(db: Db, entries: readonly AuditEntry[]): Promise<void> {
   if (entries.length === 0) return;
   await db.insert(auditLog).values(entries.map((e) => ({ ...e, details: e.details ?? null })));
-}
-
-export interface UserContact {
-  id: string;
-  email: string | null;
-  phone: string | null;
-  displayName: string | null;
-}
-
-export async function usersByIds(db: Db, ids: readonly string[]): Promise<UserContact[]> {
-  if (ids.length === 0) return [];
-  return db
-    .select({ id: users.id, email: users.email, phone: users.phone, displayName: users.displayName })
-    .from(users)
-    .where(inArray(users.id, [...new Set(ids)]));
 }
 
 export async function findUserByLogin(db: Db, login: Login): Promise<UserContact | undefined> {

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { tables, type Db, type DbHandle } from '../../db/index';
 import type { AlarmDetails } from '../../db/schema/alarms';
 import type { AlarmType } from './alarm-type';
+import { shareIsActive, usersByIds } from '../../devices/catalog/access';
 import { encodeAlarmCursor, type AlarmCursor } from './alarm-cursor';
 import type { EventBus } from '../bus/event-bus';
 
@@ -186,8 +187,7 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
       .where(
         and(
           eq(shares.granteeId, userId),
-          isNull(shares.revokedAt),
-          or(isNull(shares.expiresAt), gt(shares.expiresAt, now)),
+          shareIsActive(shares, now),
           sql`${permission} = any(${shares.permissions})`,
         ),
       );
@@ -628,7 +628,7 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
         .select({ permissions: shares.permissions })
         .from(shares)
         .where(
-          and(eq(shares.bindingId, alarm.bindingId), eq(shares.granteeId, userId), isNull(shares.revokedAt), or(isNull(shares.expiresAt), gt(shares.expiresAt, now))),
+          and(eq(shares.bindingId, alarm.bindingId), eq(shares.granteeId, userId), shareIsActive(shares, now)),
         );
       const perms = new Set(grants.flatMap((g) => g.permissions));
       return { alarm, canSee: perms.has('ALARMS'), canConfigure: perms.has('CONFIGURE') };
@@ -647,14 +647,7 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
     },
 
     /** Contact fields of users (the service decides what a viewer may see). */
-    async usersByIds(ids: readonly string[]): Promise<Array<{ id: string; email: string | null; phone: string | null; displayName: string | null }>> {
-      if (ids.length === 0) return [];
-      const { users } = tables;
-      return db
-        .select({ id: users.id, email: users.email, phone: users.phone, displayName: users.displayName })
-        .from(users)
-        .where(inArray(users.id, [...ids]));
-    },
+    usersByIds: (ids: readonly string[]) => usersByIds(db, ids),
 
     /**
      * Deletes alarms and receipts received before `cutoff`, at most `batch` of each per call;
