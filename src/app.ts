@@ -32,6 +32,8 @@ import { registerAdminRoutes } from './http/admin.routes';
 import { loadAdminToken } from './lib/admin-token';
 import { edgePlugin, limitRules, withinTokenLimit } from './graphql/edge-limits';
 import { registerGraphiqlRoutes } from './http/graphiql.routes';
+import { registerNotFound, registerPageRoutes } from './http/pages.routes';
+import { startupNotes } from './http/startup-notes';
 import { formatGraphqlError } from './graphql/errors';
 import { jitGateway } from './graphql/jit-executor';
 import { serveGraphqlWs } from './graphql/live/graphql-ws';
@@ -377,6 +379,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   });
 
   registerGraphiqlRoutes(fastify);
+  if (config.console) registerPageRoutes(fastify);
+  registerNotFound(fastify);
   registerAdminRoutes(fastify, { token: adminToken, provisioning, limiters, log });
   await fastify.register(isapiIngest({ db, clock, log, registry, alarms: alarmStore, bodyLimit: config.limits.isapiBodyBytes, metricsRegistry: metrics.registry }));
   fastify.get('/healthz', async () => ({ status: 'ok' }));
@@ -476,6 +480,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         { url, explorer: `${url}/graphiql`, database: dbHandle.kind, bus: redis ? 'redis' : 'in-process', node: config.nodeId },
         'vigil gateway listening',
       );
+      for (const line of startupNotes(config, url)) log.info(line);
       if (config.production && (!config.smtpUrl || !config.smsWebhookUrl)) {
         log.warn({ smtp: !!config.smtpUrl, sms: !!config.smsWebhookUrl }, 'no SMTP_URL or SMS_WEBHOOK_URL: such messages go only to the log and DATA_DIR/outbox');
       }

@@ -63,6 +63,7 @@ const envSchema = z.object({
   WS_GROUPING: z.enum(['true', 'false', '1', '0']).default('true').transform((v) => v === 'true' || v === '1'),
   GRAPHQL_EXECUTOR: z.enum(['jit', 'graphql-js']).default('jit'),
   ARGON2_CONCURRENCY: z.coerce.number().int().min(0).max(64).optional(),
+  CONSOLE: z.enum(['on', 'off']).default('on'),
   TRUST_PROXY: z.enum(['true', 'false', '1', '0']).default('false').transform((v) => v === 'true' || v === '1'),
 });
 
@@ -118,6 +119,8 @@ export interface Config {
     /** `connection_init` must arrive within this, else 4408. */
     wsInitTimeoutMs: number;
   };
+  /** Serve the web console at `/` and the reset page at `/reset` (off: a deployment with its own frontend). */
+  console: boolean;
   /** Take the client IP from X-Forwarded-For (only behind a trusted load balancer). */
   trustProxy: boolean;
   /** Identical subscriptions of one caller share one execution per event (off only to measure it). */
@@ -188,6 +191,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       wsBufferedBytes: e.WS_MAX_BUFFERED_BYTES,
       wsInitTimeoutMs: e.WS_INIT_TIMEOUT_MS,
     },
+    console: e.CONSOLE === 'on',
     trustProxy: e.TRUST_PROXY,
     wsGrouping: e.WS_GROUPING,
     graphqlExecutor: e.GRAPHQL_EXECUTOR,

@@ -3,14 +3,12 @@ import { ZxcvbnFactory } from '@zxcvbn-ts/core';
 import * as common from '@zxcvbn-ts/language-common';
 import * as en from '@zxcvbn-ts/language-en';
 import { AccountError } from './account.errors';
+import { passwordProblem, type PasswordIdentity } from './password-policy';
 
 /** OWASP's argon2id floor (19 MiB, t=2, p=1). Hashes made with less are upgraded at the next login. */
 export const ARGON2_OPTIONS = { type: argon2.argon2id, memoryCost: 19 * 1024, timeCost: 2, parallelism: 1 } as const;
 
-export const PASSWORD_MIN = 8;
-export const PASSWORD_MAX = 128;
-/** zxcvbn score 0..4; 3 means "safely unguessable: moderate protection from offline slow-hash attacks". */
-export const MIN_STRENGTH_SCORE = 3;
+export { MIN_STRENGTH_SCORE, PASSWORD_MAX, PASSWORD_MIN } from './password-policy';
 
 const zxcvbn = new ZxcvbnFactory({
   dictionary: { ...common.dictionary, ...en.dictionary },
@@ -75,36 +73,10 @@ export async function verifyPassword(hash: string | null, password: string): Pro
 export const passwordNeedsRehash = (hash: string) => !hash.startsWith('$argon2id$') || argon2.needsRehash(hash, ARGON2_OPTIONS);
 
 /**
- * Throws WEAK_PASSWORD with a human reason when the password fails the policy: length 8..128,
- * not containing the account's email (local part) or phone digits, not a common/dictionary
- * password, and a zxcvbn score of at least MIN_STRENGTH_SCORE.
+ * Throws WEAK_PASSWORD with a human reason when the password fails the policy (password-policy.ts,
+ * shared with the web console's live feedback).
  */
-export function assertPasswordPolicy(password: string, identity: { email?: string | null; phone?: string | null; displayName?: string | null }) {
-  const weak = (why: string) => new AccountError('WEAK_PASSWORD', why);
-  if (password.length < PASSWORD_MIN) throw weak(`Password must be at least ${PASSWORD_MIN} characters`);
-  if (password.length > PASSWORD_MAX) throw weak(`Password must be at most ${PASSWORD_MAX} characters`);
-  const lower = password.toLowerCase();
-  const localPart = identity.email?.split('@')[0];
-  if (identity.email && (lower.includes(identity.email) || (localPart && localPart.length >= 3 && lower.includes(localPart)))) {
-    throw weak('Password must not contain your email address');
-  }
-  const phoneDigits = identity.phone?.replace(/\D/g, '');
-  if (phoneDigits && phoneDigits.length >= 6) {
-    const pwDigits = password.replace(/\D/g, '');
-    const national = phoneDigits.slice(-8);
-    if (pwDigits.includes(national) || pwDigits.includes(phoneDigits)) throw weak('Password must not contain your phone number');
-  }
-  const inputs = [identity.email, localPart, identity.phone, phoneDigits, identity.displayName, 'vigil', 'hikvision', 'hikconnect', 'camera'].filter(
-    (v): v is string => !!v,
-  );
-  const result = zxcvbn.check(password, inputs);
-  if (result.score < MIN_STRENGTH_SCORE) {
-    const dictionaryHit = result.sequence.some((m) => m.pattern === 'dictionary' && m.token.length >= password.length - 2);
-    const hint = result.feedback.warning || result.feedback.suggestions[0];
-    throw weak(
-      dictionaryHit
-        ? 'Password is too common: it appears in lists of breached or frequently used passwords'
-        : `Password is too easy to guess${hint ? `: ${hint}` : ''}`,
-    );
-  }
+export function assertPasswordPolicy(password: string, identity: PasswordIdentity) {
+  const problem = passwordProblem(zxcvbn, password, identity);
+  if (problem) throw new AccountError('WEAK_PASSWORD', problem);
 }
