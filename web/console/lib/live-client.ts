@@ -41,6 +41,8 @@ export function createApiClients(store: SessionStore): ApiClients {
   const urql = new Client({
     url: graphqlUrl(),
     requestPolicy: 'cache-and-network',
+    // POST only: nothing of an operation goes into a URL, and Apollo's CSRF guard refuses a bare GET.
+    preferGetMethod: false,
     fetchOptions: () => ({
       headers: { authorization: `Bearer ${store.session?.accessToken ?? ''}` },
       credentials: 'omit',
