@@ -10,27 +10,42 @@ import { readAdminToken } from './lib/admin-token';
  */
 export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3, config: 78 } as const;
 
-const USAGE = `Usage: vigil <command> [options]
-
-Commands:
-  serve                   Start the gateway (the same as npm start).
-  migrate                 Apply the database migrations and exit.
-  devices provision       Register a device with a running gateway and print its label code and secrets.
+const PROVISION_USAGE = `  devices provision       Register a device with a running gateway and print its label code and secrets.
       --serial S          Serial number: 1-64 of A-Z a-z 0-9 - _ . (required)
       --model M           Model, e.g. DS-2CD2143G2-I
       --channels N        Video channels, 1-256 (default 1)
       --url U             Gateway base URL (default VIGIL_URL, else http://HOST:PORT from the environment)
       --json              Print the gateway's JSON reply instead of text
-  devices simulate        Connect simulated devices to a gateway's device channel (Ctrl-C stops).
+`;
+
+const SIMULATE_USAGE = `  devices simulate        Connect simulated devices to a gateway's device channel (Ctrl-C stops).
       --url U             Device channel (default ws://HOST:PORT/devices/ws from the environment)
       --count N           Devices, 1-10000 (default 10)
       --alarm-rate R      Alarms per device per second (default 0.2)
       --prefix P          Serial prefix (default SIM): P-00001, P-00002, ...
       --state F           Device keys kept for reuse (default <DATA_DIR>/simulator-devices.json)
       --duration S        Stop after S seconds
-
-The admin token comes from ADMIN_TOKEN, else from <DATA_DIR>/admin-token (written by the gateway on first start).
 `;
+
+const ENVIRONMENT = `Environment: the same as the gateway's. PORT and HOST say where the gateway listens (default
+127.0.0.1:4000; --url overrides), DATA_DIR where its data dir is (default ./data). The admin token
+comes from ADMIN_TOKEN, else from <DATA_DIR>/admin-token (written by the gateway on first start).
+`;
+
+const USAGE = `Usage: vigil <command> [options]
+
+Commands:
+  serve                   Start the gateway (the same as npm start).
+  migrate                 Apply the database migrations and exit.
+${PROVISION_USAGE}${SIMULATE_USAGE}
+${ENVIRONMENT}`;
+
+const DEVICES_USAGE = `Usage: vigil devices <provision|simulate> [options]
+
+${PROVISION_USAGE}${SIMULATE_USAGE}
+${ENVIRONMENT}`;
+
+const helpAsked = (args: readonly string[]) => args.includes('--help') || args.includes('-h');
 
 export interface CliIo {
   out(line: string): void;
@@ -51,8 +66,19 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
         await import('./main');
         return null;
       case 'migrate':
+        if (helpAsked(rest)) {
+          io.out(USAGE);
+          return EXIT.ok;
+        }
         return await migrate(io);
       case 'devices':
+        // Help at any depth: `vigil devices --help`, `vigil devices simulate --help`.
+        if (helpAsked(rest) || rest[0] === 'help') {
+          const sub = rest[0] === 'help' ? rest[1] : rest[0];
+          const usage = sub === 'provision' ? PROVISION_USAGE : sub === 'simulate' ? SIMULATE_USAGE : undefined;
+          io.out(usage ? `Usage: vigil devices ${sub} [options]\n\n${usage}\n${ENVIRONMENT}` : DEVICES_USAGE);
+          return EXIT.ok;
+        }
         if (rest[0] === 'provision') return await provision(rest.slice(1), io);
         if (rest[0] === 'simulate') {
           const { runSimulate, SimulateUsageError } = await import('./tools/simulator-cli');

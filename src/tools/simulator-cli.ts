@@ -2,14 +2,14 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config';
 import { readAdminToken } from '../lib/admin-token';
-import { progressLine, provisionFleet, startSimulator } from './simulator';
+import { progressLine, provisionFleet, startSimulator, summaryLine, type Simulator } from './simulator';
 
 export interface SimulateIo {
   out(line: string): void;
   err(line: string): void;
   env: NodeJS.ProcessEnv;
-  /** Resolves when the run should end (SIGINT/SIGTERM by default). */
-  until?: Promise<unknown>;
+  /** Resolves when the run should end (SIGINT/SIGTERM by default); a function is given the running simulator. */
+  until?: Promise<unknown> | ((sim: Simulator) => Promise<unknown>);
   /** Writes a progress line in place (a terminal) rather than one per interval. */
   tty?: boolean;
 }
@@ -79,15 +79,17 @@ export async function runSimulate(args: readonly string[], io: SimulateIo): Prom
     return cause?.code ? 3 : 1;
   }
   io.err(`simulating ${devices.length} devices at ${alarmRate} alarms/s each against ${wsUrl.href} (keys in ${stateFile})`);
+  const started = Date.now();
   const sim = startSimulator({ url: wsUrl.href, devices, alarmRate, onLog: io.err });
   const interval = setInterval(() => (io.tty ? process.stderr.write(`\r${progressLine(sim.stats())}   `) : io.out(progressLine(sim.stats()))), io.tty ? 1000 : 5000);
-  const stop = [io.until ?? signalled()];
+  const stop = [typeof io.until === 'function' ? io.until(sim) : (io.until ?? signalled())];
   if (duration) stop.push(new Promise((r) => setTimeout(r, duration * 1000).unref()));
   await Promise.race(stop);
   clearInterval(interval);
   await sim.stop();
   if (io.tty) process.stderr.write('\n');
   io.out(progressLine(sim.stats()));
+  io.out(summaryLine(sim.stats(), (Date.now() - started) / 1000));
   return 0;
 }
 

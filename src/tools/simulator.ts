@@ -12,6 +12,8 @@ export interface SimulatedDevice {
 export interface SimulatorStats {
   devices: number;
   connected: number;
+  /** Devices welcomed at least once since the start. */
+  everConnected: number;
   alarmsSent: number;
   acked: number;
   /** Events raised but not acked yet (kept and sent again after a reconnect). */
@@ -178,6 +180,7 @@ export function startSimulator(opts: SimulatorOptions): Simulator {
       return {
         devices: fleet.length,
         connected: fleet.filter((f) => f.state.connected).length,
+        everConnected: welcomedOnce.size,
         alarmsSent: totals.alarmsSent,
         acked: totals.acked,
         pending: fleet.reduce((n, f) => n + f.state.unacked.size, 0),
@@ -215,6 +218,22 @@ export function progressLine(s: SimulatorStats): string {
   if (s.commands) parts.push(`commands ${s.commands}`);
   if (s.refused) parts.push(`refused ${s.refused}`);
   return parts.join('  ');
+}
+
+/**
+ * The last line of a run, e.g. `summary: 20/20 devices connected during 60 s; 240 alarms sent,
+ * 240 acked, 0 unacked at stop; 1 reconnect`. Printed after the sockets close, when the progress
+ * line's "connected" is 0 by design.
+ */
+export function summaryLine(s: SimulatorStats, seconds: number): string {
+  const parts = [
+    `summary: ${s.everConnected}/${s.devices} devices connected during ${Math.round(seconds)} s`,
+    `${s.alarmsSent} alarms sent, ${s.acked} acked, ${s.pending} unacked at stop`,
+    `${s.reconnects} ${s.reconnects === 1 ? 'reconnect' : 'reconnects'}`,
+  ];
+  if (s.commands) parts.push(`${s.commands} commands answered`);
+  if (s.refused) parts.push(`${s.refused} refused (wrong device key: delete the state file to provision again)`);
+  return parts.join('; ');
 }
 
 interface StateFile {
