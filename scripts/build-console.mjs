@@ -4,41 +4,18 @@
 // `postinstall` after the explorer's build; `npm run build:console` rebuilds it. Prints what a
 // browser downloads before the first paint (the "initial" JavaScript and CSS, brotli) per page;
 // zxcvbn's dictionaries and the QR code are chunks loaded on demand.
-import { mkdir, readFile, readdir, rm, writeFile, rename, stat } from 'node:fs/promises';
-import { promisify } from 'node:util';
-import { brotliCompress, constants as zlib } from 'node:zlib';
-import { createHash } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { readFile, writeFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { brotliCopies, finishOutput, hashedIcon, loadEsbuild, startOutput } from './web-build.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const src = path.join(root, 'web/console');
 const out = path.join(root, 'dist/console');
-const tmp = `${out}.tmp-${process.pid}`;
-const assets = path.join(tmp, 'assets');
-const fromInstall = process.env.npm_lifecycle_event === 'postinstall';
 
-let esbuild;
-try {
-  esbuild = await import('esbuild');
-} catch (err) {
-  // A partial install must not fail `npm install`: the gateway then answers 503 at / naming the fix.
-  const msg = `web console not built: ${err instanceof Error ? err.message.split('\n')[0] : err}`;
-  if (fromInstall) {
-    console.warn(`[build:console] ${msg}`);
-    process.exit(0);
-  }
-  console.error(msg);
-  process.exit(1);
-}
-
+const esbuild = await loadEsbuild('build:console');
 const started = performance.now();
-await rm(tmp, { recursive: true, force: true });
-await mkdir(assets, { recursive: true });
-process.on('exit', (code) => {
-  if (code !== 0) rmSync(tmp, { recursive: true, force: true });
-});
+const { tmp, assets } = await startOutput(out);
 
 const entries = { console: 'console.tsx', reset: 'reset.tsx' };
 const result = await esbuild.build({
@@ -60,19 +37,9 @@ const result = await esbuild.build({
 });
 if (process.env.CONSOLE_ANALYZE) console.log(await esbuild.analyzeMetafile(result.metafile));
 
-const icon = await readFile(path.join(src, 'favicon.svg'));
-const iconName = `favicon-${createHash('sha256').update(icon).digest('hex').slice(0, 8).toUpperCase()}.svg`;
-await writeFile(path.join(assets, iconName), icon);
-
+const iconName = await hashedIcon(path.join(src, 'favicon.svg'), assets);
 // Brotli copies (served when the browser accepts br).
-const brotli = promisify(brotliCompress);
-const brSize = new Map();
-for (const f of (await readdir(assets)).filter((f) => /\.(js|css)$/.test(f))) {
-  const body = await readFile(path.join(assets, f));
-  const br = await brotli(body, { params: { [zlib.BROTLI_PARAM_QUALITY]: 11, [zlib.BROTLI_PARAM_SIZE_HINT]: body.length } });
-  await writeFile(path.join(assets, `${f}.br`), br);
-  brSize.set(f, br.length);
-}
+const brSize = await brotliCopies(assets, /\.(js|css)$/, 11);
 
 const outputs = result.metafile.outputs;
 /** The entry file and every chunk it imports statically, transitively: what loads before the first paint. */
@@ -105,9 +72,7 @@ for (const [name, file] of Object.entries(entries)) {
 }
 const lazy = [...brSize.entries()].filter(([f]) => f.endsWith('.js')).reduce((s, [, n]) => s + n, 0);
 
-await rm(out, { recursive: true, force: true });
-await mkdir(path.dirname(out), { recursive: true });
-await rename(tmp, out);
+await finishOutput(tmp, out);
 const seconds = ((performance.now() - started) / 1000).toFixed(1);
 console.log(`[build:console] dist/console in ${seconds} s: ${report.join('; ')}; ${kib(lazy)} JS brotli in all, with lazy chunks`);
 await stat(path.join(out, 'index.html'));

@@ -3,45 +3,22 @@
 // files in assets/ (the page bundle, its CSS and fonts, monaco's three web workers). Runs from
 // `postinstall`, so `npm install` and `npm ci` leave a ready explorer; `npm run build:graphiql`
 // rebuilds it. Everything is served by the gateway itself: nothing is loaded from elsewhere.
-import { mkdir, readFile, readdir, rm, writeFile, rename, stat } from 'node:fs/promises';
-import { promisify } from 'node:util';
-import { brotliCompress, constants as zlib } from 'node:zlib';
-import { createHash } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { readFile, writeFile, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { brotliCopies, finishOutput, hashedIcon, loadEsbuild, startOutput } from './web-build.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const src = path.join(root, 'web/graphiql');
 const out = path.join(root, 'dist/graphiql');
-const tmp = `${out}.tmp-${process.pid}`;
-const assets = path.join(tmp, 'assets');
-const fromInstall = process.env.npm_lifecycle_event === 'postinstall';
 
-let esbuild;
-try {
-  esbuild = await import('esbuild');
-  createRequire(import.meta.url).resolve('graphiql');
-} catch (err) {
-  // A partial install (e.g. without optional dependencies) must not fail `npm install`: the
-  // gateway then answers 503 at /graphiql naming `npm run build:graphiql`.
-  const msg = `graphiql explorer not built: ${err instanceof Error ? err.message.split('\n')[0] : err}`;
-  if (fromInstall) {
-    console.warn(`[build:graphiql] ${msg}`);
-    process.exit(0);
-  }
-  console.error(msg);
-  process.exit(1);
-}
-
+// A partial install (e.g. without optional dependencies) must not fail `npm install`: the
+// gateway then answers 503 at /graphiql naming `npm run build:graphiql`.
+const esbuild = await loadEsbuild('build:graphiql', () => createRequire(import.meta.url).resolve('graphiql'));
 const started = performance.now();
-await rm(tmp, { recursive: true, force: true });
-await mkdir(assets, { recursive: true });
-process.on('exit', (code) => {
-  // A failed build leaves the previous dist/graphiql in place and no half-written copy.
-  if (code !== 0) rmSync(tmp, { recursive: true, force: true });
-});
+// A failed build leaves the previous dist/graphiql in place and no half-written copy.
+const { tmp, assets } = await startOutput(out);
 
 // monaco's ESM modules import their own CSS pieces; explorer.tsx imports monaco's prebuilt
 // stylesheet instead, so those imports are emptied rather than emitted as unused CSS chunks.
@@ -106,9 +83,7 @@ const [entryFile, entryMeta] = Object.entries(page.metafile.outputs).find(([, m]
 if (!entryFile || !entryMeta?.cssBundle) throw new Error('explorer bundle or its CSS not found');
 
 // 3. index.html pointing at the hashed names (the icon too, so it can be cached for good).
-const icon = await readFile(path.join(src, 'favicon.svg'));
-const iconName = `favicon-${createHash('sha256').update(icon).digest('hex').slice(0, 8).toUpperCase()}.svg`;
-await writeFile(path.join(assets, iconName), icon);
+const iconName = await hashedIcon(path.join(src, 'favicon.svg'), assets);
 const html = (await readFile(path.join(src, 'index.html'), 'utf8'))
   .replace('%ICON%', `/graphiql/assets/${iconName}`)
   .replace('%SCRIPT%', `/graphiql/assets/${path.basename(entryFile)}`)
@@ -116,22 +91,10 @@ const html = (await readFile(path.join(src, 'index.html'), 'utf8'))
 await writeFile(path.join(tmp, 'index.html'), html);
 
 // 4. Brotli copies (served when the browser accepts br): about a fifth of the bytes on the wire.
-const brotli = promisify(brotliCompress);
-const compressed = await Promise.all(
-  (await readdir(assets))
-    .filter((f) => /\.(js|css|ttf)$/.test(f))
-    .map(async (f) => {
-      const body = await readFile(path.join(assets, f));
-      const br = await brotli(body, { params: { [zlib.BROTLI_PARAM_QUALITY]: 9, [zlib.BROTLI_PARAM_SIZE_HINT]: body.length } });
-      await writeFile(path.join(assets, `${f}.br`), br);
-      return br.length;
-    }),
-);
+const compressed = [...(await brotliCopies(assets, /\.(js|css|ttf)$/)).values()];
 
 // Swap in the new build atomically enough for a running gateway (it re-reads index.html).
-await rm(out, { recursive: true, force: true });
-await mkdir(path.dirname(out), { recursive: true });
-await rename(tmp, out);
+await finishOutput(tmp, out);
 
 const outputs = { ...workers.metafile.outputs, ...page.metafile.outputs };
 let total = 0;

@@ -3,65 +3,48 @@
 // One browser for the file; each test opens its own tab (a tab's sessionStorage is its own, so a
 // new tab starts signed out). Skipped when /usr/bin/chromium is missing, except on CI.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { generate } from 'otplib';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { CONSOLE_DIST_DIR } from '../src/http/pages.routes';
 import { ConfirmTotpDocument, EnableTotpDocument, RegisterDocument } from './generated/graphql';
 import { connectDevice, fixture, isapiPost } from './helpers/alarms-fixtures';
+import { chromiumSkip, ensureBuilt, failWithoutChromiumOnCi, launchChromium } from './helpers/chromium';
 import { outboxFor, provisionAndBind, provisionDevice, registerUser, seedBoundDevices, type TestUser } from './helpers/devices';
 import { expectData, OTHER_STRONG_PASSWORD, startApp, STRONG_PASSWORD, waitFor, type TestApp } from './helpers/harness';
 import { readResetMessage } from './helpers/mail-catchers';
 
-const CHROMIUM = '/usr/bin/chromium';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const outDir = path.join(root, 'test-output');
-const haveChromium = existsSync(CHROMIUM);
 /** Links in mails point here; the test opens the same path and query on the test server. */
 const PUBLIC_URL = 'https://vigil.example';
 
-if (!haveChromium && process.env.CI) {
-  test('chromium is installed when the browser test runs on CI', () => {
-    assert.fail(`${CHROMIUM} is missing: .ci/run installs Debian's chromium package before the tests`);
-  });
-}
+failWithoutChromiumOnCi();
 
-describe('web console in Chromium', { skip: haveChromium ? false : 'skipped: no Chromium' }, () => {
+describe('web console in Chromium', { skip: chromiumSkip }, () => {
   let t: TestApp;
   let context: BrowserContext;
-  let profile: string;
+  let browser: Awaited<ReturnType<typeof launchChromium>>;
   const urls: string[] = [];
   const problems: string[] = [];
 
   before(async () => {
-    if (!existsSync(path.join(CONSOLE_DIST_DIR, 'index.html'))) {
-      const build = spawnSync(process.execPath, [path.join(root, 'scripts/build-console.mjs')], { stdio: 'inherit' });
-      assert.equal(build.status, 0, 'npm run build:console failed');
-    }
+    ensureBuilt(path.join(CONSOLE_DIST_DIR, 'index.html'), 'build-console.mjs');
     // This file registers a dozen accounts and asks for several resets from one address.
     t = await startApp({ env: { PUBLIC_URL, REGISTER_MAX_PER_IP: '1000', RESET_MAX_PER_IP: '1000' } });
-    profile = await mkdtemp(path.join(os.tmpdir(), 'vigil-console-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      viewport: { width: 1280, height: 800 },
-      colorScheme: 'light',
-    });
+    browser = await launchChromium({ width: 1280, height: 800 });
+    context = browser.context;
     // Everything waited for here happens within a few seconds; fail fast and say what was missing.
     context.setDefaultTimeout(10_000);
     await mkdir(outDir, { recursive: true });
   });
 
   after(async () => {
-    await context?.close();
-    if (profile) await rm(profile, { recursive: true, force: true });
+    await browser?.close();
     await t?.stop();
     // Nothing came from another host, and the CSP refused nothing the pages needed.
     const foreign = urls.filter((u) => !u.startsWith(t.url) && !u.startsWith(t.url.replace('http', 'ws')) && !u.startsWith('data:'));

@@ -2,15 +2,13 @@
 // playwright-core): sign in through the page, run operations, stream an alarm. Skipped when
 // /usr/bin/chromium is missing, except on CI, where that is a failure (.ci/run installs it).
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { generate } from 'otplib';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { GRAPHIQL_DIST_DIR } from '../src/http/graphiql.routes';
 import {
   BindDeviceDocument,
@@ -20,24 +18,19 @@ import {
   RegisterDocument,
   RootFieldNamesDocument,
 } from './generated/graphql';
+import { chromiumSkip, ensureBuilt, failWithoutChromiumOnCi, launchChromium } from './helpers/chromium';
 import { expectData, startApp, STRONG_PASSWORD, uniqueEmail, waitFor, type TestApp } from './helpers/harness';
 
-const CHROMIUM = '/usr/bin/chromium';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const outDir = path.join(root, 'test-output');
-const haveChromium = existsSync(CHROMIUM);
 const ADMIN_TOKEN = 'graphiql-browser-test-admin-token-0123456789';
 
-if (!haveChromium && process.env.CI) {
-  test('chromium is installed when the browser test runs on CI', () => {
-    assert.fail(`${CHROMIUM} is missing: .ci/run installs Debian's chromium package before the tests`);
-  });
-}
+failWithoutChromiumOnCi();
 
-describe('graphiql explorer in Chromium', { skip: haveChromium ? false : 'skipped: no chromium' }, () => {
+describe('graphiql explorer in Chromium', { skip: chromiumSkip }, () => {
   let t: TestApp;
   let context: BrowserContext;
-  let profile: string;
+  let browser: Awaited<ReturnType<typeof launchChromium>>;
   let email: string;
   let accessToken: string;
   /** Every URL the browser asked for (pages, assets, fetches, WebSockets) and what the console said. */
@@ -45,28 +38,18 @@ describe('graphiql explorer in Chromium', { skip: haveChromium ? false : 'skippe
   const problems: string[] = [];
 
   before(async () => {
-    if (!existsSync(path.join(GRAPHIQL_DIST_DIR, 'index.html'))) {
-      const build = spawnSync(process.execPath, [path.join(root, 'scripts/build-graphiql.mjs')], { stdio: 'inherit' });
-      assert.equal(build.status, 0, 'npm run build:graphiql failed');
-    }
+    ensureBuilt(path.join(GRAPHIQL_DIST_DIR, 'index.html'), 'build-graphiql.mjs');
     t = await startApp({ env: { ADMIN_TOKEN } });
     // A fixed address reads better in the README's screenshot; the database is this file's own.
     email = 'partner@example.com';
     accessToken = expectData(await t.gql(RegisterDocument, { input: { email, password: STRONG_PASSWORD, displayName: 'Partner' } })).register.accessToken;
-    profile = await mkdtemp(path.join(os.tmpdir(), 'vigil-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      viewport: { width: 1280, height: 760 },
-      colorScheme: 'light',
-    });
+    browser = await launchChromium();
+    context = browser.context;
     await mkdir(outDir, { recursive: true });
   });
 
   after(async () => {
-    await context?.close();
-    if (profile) await rm(profile, { recursive: true, force: true });
+    await browser?.close();
     await t?.stop();
   });
 

@@ -1,28 +1,19 @@
 // GET / and /reset over real HTTP: headers of pages that handle secrets, no token echoed by any
 // 404, and CONSOLE=off. The pages themselves run in Chromium in console.browser.test.ts.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { CONSOLE_DIST_DIR } from '../src/http/pages.routes';
+import { ensureBuilt } from './helpers/chromium';
 import { startApp, type TestApp } from './helpers/harness';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SECRET = 'tok_' + 'x'.repeat(40);
-
-function ensureBuilt() {
-  if (existsSync(path.join(CONSOLE_DIST_DIR, 'index.html'))) return;
-  const build = spawnSync(process.execPath, [path.join(root, 'scripts/build-console.mjs')], { stdio: 'inherit' });
-  assert.equal(build.status, 0, 'npm run build:console failed');
-}
 
 describe('console and reset pages', () => {
   let t: TestApp;
   before(async () => {
-    ensureBuilt();
+    ensureBuilt(path.join(CONSOLE_DIST_DIR, 'index.html'), 'build-console.mjs');
     t = await startApp();
   });
   after(() => t.stop());
