@@ -7,7 +7,7 @@
 import { readFile, writeFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { brotliCopies, finishOutput, hashedIcon, loadEsbuild, startOutput } from './web-build.mjs';
+import { brotliCopies, bundleOptions, finishOutput, hashedIcon, loadEsbuild, startOutput } from './web-build.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const src = path.join(root, 'web/console');
@@ -20,14 +20,7 @@ const { tmp, assets } = await startOutput(out);
 const entries = { console: 'console.tsx', reset: 'reset.tsx' };
 const result = await esbuild.build({
   entryPoints: Object.fromEntries(Object.entries(entries).map(([name, file]) => [name, path.join(src, file)])),
-  bundle: true,
-  minify: true,
-  legalComments: 'linked',
-  target: ['es2022', 'chrome111', 'firefox115', 'safari16.4'],
-  outdir: assets,
-  metafile: true,
-  logLevel: 'warning',
-  define: { 'process.env.NODE_ENV': '"production"' },
+  ...bundleOptions(assets),
   entryNames: '[name]-[hash]',
   chunkNames: 'chunk-[hash]',
   assetNames: '[name]-[hash]',

@@ -7,7 +7,7 @@ import { readFile, writeFile, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { brotliCopies, finishOutput, hashedIcon, loadEsbuild, startOutput } from './web-build.mjs';
+import { brotliCopies, bundleOptions, finishOutput, hashedIcon, loadEsbuild, startOutput } from './web-build.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const src = path.join(root, 'web/graphiql');
@@ -29,16 +29,7 @@ const monacoCssOnce = {
   },
 };
 
-const common = {
-  bundle: true,
-  minify: true,
-  legalComments: 'linked',
-  target: ['es2022', 'chrome111', 'firefox115', 'safari16.4'],
-  outdir: assets,
-  metafile: true,
-  logLevel: 'warning',
-  define: { 'process.env.NODE_ENV': '"production"' },
-};
+const common = bundleOptions(assets);
 
 // 1. Monaco's workers as classic same-origin scripts (no blob: workers, no eval).
 const workerEntries = {

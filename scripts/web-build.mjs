@@ -29,6 +29,18 @@ export async function loadEsbuild(label, also = () => {}) {
   }
 }
 
+/** esbuild options both apps build with: minified production bundles for current browsers, with a metafile. */
+export const bundleOptions = (outdir) => ({
+  bundle: true,
+  minify: true,
+  legalComments: 'linked',
+  target: ['es2022', 'chrome111', 'firefox115', 'safari16.4'],
+  outdir,
+  metafile: true,
+  logLevel: 'warning',
+  define: { 'process.env.NODE_ENV': '"production"' },
+});
+
 /** A fresh `<out>.tmp-<pid>/assets`; a failed build removes it and leaves the previous `out` in place. */
 export async function startOutput(out) {
   const tmp = `${out}.tmp-${process.pid}`;
