@@ -20,7 +20,7 @@ const iso = (d: Date) => d.toISOString();
 
 function refuseHow(claimId: string, publicUrl: string): string {
   return (
-    `To refuse it, sign in at ${publicUrl} and cancel the claim on the device's page, or call the API:\n` +
+    `To refuse it, sign in at ${publicUrl} and cancel the claim, for example with this GraphQL mutation:\n` +
     `  mutation { cancelClaim(id: "${claimId}") }\n` +
     'If you sold or gave the device away, you need do nothing. If it was lost or stolen, refuse the claim: ' +
     'the claimant then cannot claim it again for 30 days, and you keep the device.\n'

@@ -145,7 +145,8 @@ export function createClaimService(deps: ClaimServiceDeps) {
     const users = new Map((await store.usersByIds(tx, [claim.claimantId, ...(binding ? [binding.ownerId] : []), ...endedShares.map((s) => s.granteeId)])).map((u) => [u.id, u]));
     const messages = addressed(users.get(claim.claimantId), claimCompletedNotice({ device, at: now }));
     if (binding && from.tellOwner) messages.push(...addressed(users.get(binding.ownerId), claimReclaimedNotice({ device: { name: binding.name, serial: device.serial }, at: now })));
-    for (const share of endedShares) {
+    // A claimant who held a share of the device is not told it ended: the device is now theirs.
+    for (const share of endedShares.filter((s) => s.granteeId !== claim.claimantId)) {
       const grantee = users.get(share.granteeId);
       const contact = grantee && contactOf(grantee);
       if (contact && binding) messages.push({ ...contact, ...claimShareEndedNotice({ devices: [{ name: binding.name, serial: device.serial }] }) });
