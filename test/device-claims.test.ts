@@ -366,6 +366,49 @@ describe('completion on many nodes', () => {
   });
 });
 
+describe('races with the owner', () => {
+  test('leaves the claimant the one owner when a transfer and the completion race', async () => {
+    const { device, provisioned: p } = await provisionAndBind(t, owner);
+    const made = expectData(await claim(claimant, p)).claimDevice;
+    clock.advance((WINDOW_S + 1) * 1000);
+    const [transfer] = await Promise.all([
+      t.gql(TransferDeviceDocument, { id: device.id, to: heir.email, password: owner.password }, { token: owner.token }),
+      t.app.services.claims.completeDue(),
+      t.app.services.claims.completeDue(),
+    ]);
+    // Either order is fine: the transfer first (the heir then loses it), or the completion first (the transfer then finds no device).
+    if (transfer.errors) expectCode(transfer, 'NOT_FOUND');
+    await t.app.services.claims.completeDue();
+    assert.equal((await claimOf(claimant, made.id))?.status, 'COMPLETED');
+    assert.deepEqual(
+      (await openBindings(t, [device.id])).map((b) => b.ownerId),
+      [claimant.id],
+    );
+    assert.equal((await auditOf(t, device.id)).filter((a) => a.action === 'device.reclaimed').length, 1);
+  });
+});
+
+describe('the completion worker', () => {
+  test('completes a due claim by itself on the node holding the lease', async () => {
+    const own = testClock();
+    const node = await startApp({ clock: own.now, env: { ...env, RECLAIM_WINDOW_S: '10' } });
+    try {
+      const [o, c] = await Promise.all([registerUser(node, 'olga3'), registerUser(node, 'carl3')]);
+      const { provisioned: p } = await provisionAndBind(node, o);
+      const made = expectData(await node.gql(ClaimDeviceDocument, { serial: p.serial, verificationCode: p.verificationCode }, { token: c.token })).claimDevice;
+      own.advance(11_000);
+      // The job ticks every RECLAIM_WINDOW_S / 10 (at least 1 s, at most 60 s).
+      await waitFor(
+        async () => expectData(await node.gql(DeviceClaimsDocument, {}, { token: c.token })).deviceClaims.find((x) => x.id === made.id)?.status === 'COMPLETED',
+        20_000,
+        'the worker to complete the claim',
+      );
+    } finally {
+      await node.stop();
+    }
+  });
+});
+
 describe('privacy', () => {
   test('no answer, error or notice names the other party', async () => {
     // Claim notices only: a transfer's own notices name the account the owner typed, by design.

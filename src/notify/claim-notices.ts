@@ -70,7 +70,7 @@ export function claimReclaimedNotice(o: { device: { name: string; serial: string
     subject: `Your device ${o.device.name} was reclaimed`,
     body:
       `The claim on your device ${ownerLabel(o.device)} was not refused, so at ${iso(o.at)} the device left your account ` +
-      'for the account of the person holding it. Its shares have ended; its alarms from your time stay with you.\n',
+      'for the account of the person holding it. Its shares have ended. Alarms it raised while it was yours are not shown to the new holder.\n',
   };
 }
 

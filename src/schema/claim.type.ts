@@ -1,7 +1,6 @@
 import { Field, ID, ObjectType, registerEnumType } from 'type-graphql';
 import { CLAIM_STATUSES, type ClaimStatus } from '../devices/catalog/claim.model';
-
-const enumOf = <T extends string>(values: readonly T[]) => Object.fromEntries(values.map((v) => [v, v])) as { [K in T]: K };
+import { enumOf } from './device.type';
 
 export const ClaimStatusEnum = enumOf(CLAIM_STATUSES);
 registerEnumType(ClaimStatusEnum, {

@@ -101,17 +101,26 @@ export interface ClaimDevice {
  */
 export async function lockDevice(db: Db, deviceId: string): Promise<{ device: ClaimDevice; binding: OpenBinding | null } | undefined> {
   const device = { id: devices.id, serial: devices.serial, model: devices.model };
-  // FOR UPDATE cannot reach the nullable side of an outer join: the open binding first, the device alone if none.
-  const [bound] = await db
-    .select({ device, binding: bindings })
-    .from(bindings)
-    .innerJoin(devices, eq(devices.id, bindings.deviceId))
-    .where(and(eq(bindings.deviceId, deviceId), isNull(bindings.endedAt)))
-    .for('update', { of: bindings })
-    .limit(1);
-  if (bound) return bound;
-  const [alone] = await db.select(device).from(devices).where(eq(devices.id, deviceId)).limit(1);
-  return alone && { device: alone, binding: null };
+  for (let attempt = 0; ; attempt++) {
+    // FOR UPDATE cannot reach the nullable side of an outer join: the open binding first, the device alone if none.
+    const [bound] = await db
+      .select({ device, binding: bindings })
+      .from(bindings)
+      .innerJoin(devices, eq(devices.id, bindings.deviceId))
+      .where(and(eq(bindings.deviceId, deviceId), isNull(bindings.endedAt)))
+      .for('update', { of: bindings })
+      .limit(1);
+    if (bound) return bound;
+    const open = sql<boolean>`exists (select 1 from ${bindings} where ${bindings.deviceId} = ${devices.id} and ${bindings.endedAt} is null)`;
+    const [alone] = await db
+      .select({ ...device, open })
+      .from(devices)
+      .where(eq(devices.id, deviceId))
+      .limit(1);
+    // A binding that replaced the one we waited for (a transfer) was not in the locking statement's snapshot: look again.
+    if (alone?.open && attempt < 3) continue;
+    return alone && { device: { id: alone.id, serial: alone.serial, model: alone.model }, binding: null };
+  }
 }
 
 /**
