@@ -115,6 +115,14 @@ describe('claimDevice', () => {
     assert.deepEqual(await kinds(owner), [], 'a wrong code tells the owner nothing');
   });
 
+  test('refuses anonymous callers and malformed arguments', async () => {
+    expectCode(await t.gql(ClaimDeviceDocument, { serial: 'DS-1', verificationCode: 'ABCDEF' }), 'UNAUTHENTICATED');
+    expectCode(await t.gql(CancelClaimDocument, { id: '00000000-0000-4000-8000-000000000000' }), 'UNAUTHENTICATED');
+    expectCode(await t.gql(DeviceClaimsDocument, {}), 'UNAUTHENTICATED');
+    expectCode(await t.gql(ClaimDeviceDocument, { serial: 'x'.repeat(500), verificationCode: 'ABCDEF' }, { token: stranger.token }), 'BAD_USER_INPUT');
+    expectCode(await cancel(stranger, 'x'.repeat(500)), 'BAD_USER_INPUT');
+  });
+
   test('binds a device that is not bound at once (COMPLETED) when the caller holds its code', async () => {
     const p = await provisionDevice(t);
     const c = expectData(await claim(claimant, p)).claimDevice;

@@ -110,21 +110,14 @@ export function createClaimService(deps: ClaimServiceDeps) {
   });
 
   /**
-   * Gives the device to the claimant in `tx`: ends `from` (the owner's binding, with every share,
-   * unless the caller already ended it), binds the device to the claimant, audits "reclaimed" and
-   * queues the notices. The claim must already be marked COMPLETED by this transaction.
+   * Gives the device to the claimant in `tx`: ends `binding` (the owner's open binding, locked by
+   * the caller) with every share and tells the owner, or, with null (the owner's unbind already
+   * ended it), only binds; audits "reclaimed" and queues the notices. The claim must already be
+   * marked COMPLETED by this transaction.
    */
-  async function moveToClaimant(
-    tx: Db,
-    claim: ClaimRow,
-    device: ClaimDevice,
-    from: { binding: OpenBinding | null; endIt: boolean; tellOwner: boolean },
-    via: 'window' | 'unbind',
-    now: Date,
-  ): Promise<AfterCommit> {
-    const binding = from.binding;
+  async function moveToClaimant(tx: Db, claim: ClaimRow, device: ClaimDevice, binding: OpenBinding | null, now: Date): Promise<AfterCommit> {
     let endedShares: store.ShareRow[] = [];
-    if (binding && from.endIt) {
+    if (binding) {
       const [ended] = await store.endBindings(tx, [binding.id], claim.claimantId, 'reclaim', now);
       // We hold the binding's lock: it cannot have ended meanwhile. Roll back rather than leave two owners.
       if (!ended) throw new Error(`binding ${binding.id} ended under our lock`);
@@ -139,12 +132,12 @@ export function createClaimService(deps: ClaimServiceDeps) {
         action: 'device.reclaimed',
         deviceId: device.id,
         at: now,
-        details: { claimId: claim.id, via, fromBindingId: binding?.id ?? claim.bindingId, fromUserId: binding?.ownerId ?? null, toBindingId: next.id, revokedShares: endedShares.length },
+        details: { claimId: claim.id, via: binding ? 'window' : 'unbind', fromBindingId: binding?.id ?? claim.bindingId, fromUserId: binding?.ownerId ?? null, toBindingId: next.id, revokedShares: endedShares.length },
       },
     ]);
     const users = new Map((await store.usersByIds(tx, [claim.claimantId, ...(binding ? [binding.ownerId] : []), ...endedShares.map((s) => s.granteeId)])).map((u) => [u.id, u]));
     const messages = addressed(users.get(claim.claimantId), claimCompletedNotice({ device, at: now }));
-    if (binding && from.tellOwner) messages.push(...addressed(users.get(binding.ownerId), claimReclaimedNotice({ device: { name: binding.name, serial: device.serial }, at: now })));
+    if (binding) messages.push(...addressed(users.get(binding.ownerId), claimReclaimedNotice({ device: { name: binding.name, serial: device.serial }, at: now })));
     // A claimant who held a share of the device is not told it ended: the device is now theirs.
     for (const share of endedShares.filter((s) => s.granteeId !== claim.claimantId)) {
       const grantee = users.get(share.granteeId);
@@ -153,8 +146,8 @@ export function createClaimService(deps: ClaimServiceDeps) {
     }
     for (const m of messages) await enqueueMessage(tx, m);
     return {
-      access: [{ deviceId: device.id, userIds: [claim.claimantId, ...(binding && from.endIt ? [binding.ownerId] : []), ...endedShares.map((s) => s.granteeId)] }],
-      unbind: binding && from.endIt ? [device.id] : [],
+      access: [{ deviceId: device.id, userIds: [claim.claimantId, ...(binding ? [binding.ownerId] : []), ...endedShares.map((s) => s.granteeId)] }],
+      unbind: binding ? [device.id] : [],
       outbox: true,
     };
   }
@@ -172,7 +165,7 @@ export function createClaimService(deps: ClaimServiceDeps) {
         await claims.setClaimantBinding(tx, claim.id, locked.binding.id);
         return nothing();
       }
-      return moveToClaimant(tx, claim, locked.device, { binding: locked.binding, endIt: true, tellOwner: true }, 'window', now);
+      return moveToClaimant(tx, claim, locked.device, locked.binding, now);
     });
     if (!done) return false;
     await afterCommit(done);
@@ -196,7 +189,7 @@ export function createClaimService(deps: ClaimServiceDeps) {
         if (!locked) continue;
         if (e.reason === 'unbind') {
           await claims.endClaim(tx, claim.id, { status: 'COMPLETED', outcome: 'unbind', at: now });
-          after.push(await moveToClaimant(tx, claim, locked.device, { binding: null, endIt: false, tellOwner: false }, 'unbind', now));
+          after.push(await moveToClaimant(tx, claim, locked.device, null, now));
         } else if (e.next?.ownerId === claim.claimantId) {
           // Transferred to the claimant: the claim has what it asked for.
           await claims.endClaim(tx, claim.id, { status: 'COMPLETED', outcome: 'transfer', at: now, claimantBindingId: e.next.bindingId });
