@@ -195,7 +195,7 @@ describe('web console in Chromium', { skip: chromiumSkip }, () => {
     await page.close();
   });
 
-  test('shows a status change live, binds with errors in words, and shares a device', async () => {
+  test('shows a status change live, binds with errors in words, claims a bound device, and shares one', async () => {
     // A fixed address reads better in the README's screenshot; the database is this file's own.
     const ownerEmail = 'owner@example.com';
     const reg = expectData(await t.gql(RegisterDocument, { input: { email: ownerEmail, password: STRONG_PASSWORD, displayName: null } }));
@@ -229,10 +229,18 @@ describe('web console in Chromium', { skip: chromiumSkip }, () => {
     await otherPage.getByLabel('Verification code').fill(provisioned.verificationCode);
     await otherPage.getByRole('button', { name: 'Bind device' }).click();
     await otherPage.getByRole('alert').getByText(/ask its owner to share it/).waitFor();
+    // ... or, holding the device, claim it; the owner sees the claim on the device page and refuses.
+    await otherPage.getByRole('button', { name: 'Claim it' }).click();
+    await otherPage.getByRole('status').getByText(/Claim made/).waitFor();
+    await otherPage.getByRole('list', { name: 'Claims' }).getByText(provisioned.serial).waitFor();
 
     // Share from the device page.
     await row('Front door').getByRole('link', { name: 'Front door' }).click();
     await page.getByRole('heading', { name: 'Front door', level: 1 }).waitFor();
+    const claims = page.getByRole('region', { name: 'Claims on this device' });
+    await claims.getByText(/claimed it/).waitFor();
+    await claims.getByRole('button', { name: 'Refuse claim' }).click();
+    await claims.getByRole('status').getByText(/Claim refused/).waitFor();
     await page.getByLabel('Share with (email or phone)').fill(friend.email);
     await page.getByRole('checkbox', { name: 'Playback' }).check();
     await page.getByRole('button', { name: 'Share', exact: true }).click();

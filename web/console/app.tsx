@@ -5,6 +5,7 @@ import { RegisterForm } from './account/register-form';
 import { SignInForm } from './account/sign-in-form';
 import { AlarmFeed } from './alarms/alarm-feed';
 import { BindDeviceForm } from './devices/bind-device-form';
+import { ClaimsPanel } from './devices/claims-panel';
 import { DeviceList } from './devices/device-list';
 import { DevicePage } from './devices/device-page';
 import { LiveContext, StoreContext, useStore } from './lib/api-context';
@@ -90,7 +91,8 @@ function SignedIn() {
             <div className="home">
               <div className="stack">
                 <DeviceList version={version} onChanged={changed} />
-                <BindDeviceForm onBound={changed} />
+                <BindDeviceForm onBound={changed} onClaimed={changed} />
+                <ClaimsPanel version={version} />
               </div>
               <AlarmFeed />
             </div>

@@ -1,18 +1,21 @@
 import { useId, useState } from 'react';
 import { useMutation } from 'urql';
-import { DeviceBindDocument } from '../generated/graphql';
+import { ClaimMakeDocument, DeviceBindDocument } from '../generated/graphql';
 import { fromCombined } from '../lib/api-errors';
 import { ErrorAlert } from '../ui/error-alert';
 import { Notice } from '../ui/notice';
 
 /** Serial + the verification code from the device label (and an optional name). */
-export function BindDeviceForm({ onBound }: { onBound: () => void }) {
+export function BindDeviceForm({ onBound, onClaimed }: { onBound: () => void; onClaimed?: () => void }) {
   const id = useId();
   const [serial, setSerial] = useState('');
   const [code, setCode] = useState('');
   const [name, setName] = useState('');
   const [bound, setBound] = useState<string | null>(null);
   const [result, bind] = useMutation(DeviceBindDocument);
+  const [claim, makeClaim] = useMutation(ClaimMakeDocument);
+  const [claimed, setClaimed] = useState<string | null>(null);
+  const alreadyBound = result.error?.graphQLErrors.some((e) => e.extensions?.code === 'DEVICE_ALREADY_BOUND');
   return (
     <section aria-labelledby={`${id}-h`} className="card">
       <h2 id={`${id}-h`}>Bind a device</h2>
@@ -21,6 +24,7 @@ export function BindDeviceForm({ onBound }: { onBound: () => void }) {
         onSubmit={async (e) => {
           e.preventDefault();
           setBound(null);
+          setClaimed(null);
           const r = await bind({ serial: serial.trim(), verificationCode: code.trim(), name: name.trim() || null });
           if (r.data) {
             setBound(r.data.bindDevice.name);
@@ -41,12 +45,39 @@ export function BindDeviceForm({ onBound }: { onBound: () => void }) {
         <label htmlFor={`${id}-name`}>Name (optional)</label>
         <input id={`${id}-name`} value={name} onChange={(e) => setName(e.target.value)} />
         <ErrorAlert
-          error={result.error && fromCombined(result.error)}
+          error={claimed ? null : result.error && fromCombined(result.error)}
           overrides={{
             INVALID_VERIFICATION_CODE: 'The serial number or the verification code is wrong. Check the label on the device.',
             NOT_FOUND: 'The serial number or the verification code is wrong. Check the label on the device.',
           }}
-        />
+        >
+          {alreadyBound && !claimed && (
+            <p>
+              You hold this device (a second-hand camera, or one left behind)?{' '}
+              <button
+                type="button"
+                disabled={claim.fetching}
+                onClick={async () => {
+                  const r = await makeClaim({ serial: serial.trim(), verificationCode: code.trim() });
+                  const c = r.data?.claimDevice;
+                  if (!c) return;
+                  if (c.status === 'COMPLETED') {
+                    setClaimed('The device was free and is now bound to your account.');
+                    onBound();
+                  } else {
+                    const when = new Date(c.completesAt).toLocaleString();
+                    setClaimed(`Claim made. Its owner has been told; unless they refuse, the device becomes yours on ${when}.`);
+                    onClaimed?.();
+                  }
+                }}
+              >
+                Claim it
+              </button>
+            </p>
+          )}
+        </ErrorAlert>
+        <ErrorAlert error={claim.error && fromCombined(claim.error)} overrides={{ DEVICE_ALREADY_BOUND: 'Someone else has already claimed this device; try again later.' }} />
+        {claimed && <Notice>{claimed}</Notice>}
         {bound && <Notice>Bound “{bound}”.</Notice>}
         <button type="submit" disabled={result.fetching}>
           Bind device

@@ -6,6 +6,7 @@ import { fromCombined } from '../lib/api-errors';
 import { go } from '../lib/use-hash-route';
 import { ErrorAlert } from '../ui/error-alert';
 import { When } from '../ui/when';
+import { ClaimsPanel } from './claims-panel';
 import { RenameForm } from './rename-form';
 import { SharesPanel } from './shares-panel';
 import { StatusBadge } from './status-badge';
@@ -61,6 +62,7 @@ export function DevicePage({ deviceId, onGone }: { deviceId: string; onGone: (no
         </dd>
       </dl>
       {(owner || d.permissions.includes('CONFIGURE')) && <RenameForm key={d.name} device={d} onRenamed={reload} />}
+      {owner && <ClaimsPanel deviceId={d.id} />}
       <SharesPanel device={d} onChanged={reload} />
       {owner && <TransferForm device={d} onTransferred={(to) => onGone(`${d.name} was transferred to ${to}.`)} />}
       {owner && (
