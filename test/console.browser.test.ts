@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { generate } from 'otplib';
-import type { BrowserContext, Page } from 'playwright-core';
+import type { BrowserContext, Page, WebSocketRoute } from 'playwright-core';
 import { CONSOLE_DIST_DIR } from '../src/http/pages.routes';
 import { ConfirmTotpDocument, EnableTotpDocument, RegisterDocument } from './generated/graphql';
 import { connectDevice, fixture, isapiPost } from './helpers/alarms-fixtures';
@@ -272,6 +272,47 @@ describe('web console in Chromium', { skip: chromiumSkip }, () => {
     assert.ok(ms < 2000, `the alarm took ${ms} ms to appear`);
     await feed.getByRole('button', { name: 'Acknowledge Motion on Lobby' }).click();
     await feed.getByRole('listitem').filter({ hasText: 'Motion' }).getByText('acknowledged', { exact: true }).waitFor();
+    await page.close();
+  });
+
+  test('resumes the alarm feed from its last cursor when the connection drops, missing nothing', async () => {
+    const owner = await registerUser(t, 'resume');
+    const { provisioned } = await provisionAndBind(t, owner, { name: 'Gate' });
+    assert.equal((await isapiPost(t.url, provisioned.ingestPath, fixture('linedetection.xml'))).status, 200);
+    // The page's GraphQL socket runs through the test, which can cut it as a network would.
+    const page = await context.newPage();
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    const sockets: WebSocketRoute[] = [];
+    /** The `after` of each AlarmsLive subscribe frame the page sent, per socket. */
+    const afters: Array<Array<string | null>> = [];
+    await page.routeWebSocket(/\/graphql$/, (ws) => {
+      const server = ws.connectToServer();
+      const mine: Array<string | null> = [];
+      sockets.push(ws);
+      afters.push(mine);
+      ws.onMessage((message) => {
+        const frame = typeof message === 'string' ? (JSON.parse(message) as { type?: string; payload?: { query?: string; variables?: { after?: string | null } } }) : {};
+        if (frame.type === 'subscribe' && frame.payload?.query?.includes('AlarmsLive')) mine.push(frame.payload.variables?.after ?? null);
+        server.send(message);
+      });
+      ws.onClose(() => server.close());
+    });
+    await page.goto(`${t.url}/`);
+    await signIn(page, owner.email, owner.password);
+    const feed = page.getByRole('list', { name: 'Alarms' });
+    await feed.getByText('Line crossing', { exact: true }).waitFor();
+    await waitFor(() => afters[0]?.length === 1, 5000, 'the live alarms subscription');
+    // One alarm live before the drop: the cursor the feed resumes from moves past it.
+    assert.equal((await isapiPost(t.url, provisioned.ingestPath, fixture('vmd.xml'))).status, 200);
+    await feed.getByText('Motion', { exact: true }).waitFor();
+    // Drop it (1012: restarting, which graphql-ws retries) and raise an alarm while it is down.
+    await sockets[0]!.close({ code: 1012, reason: 'test drop' });
+    assert.equal((await isapiPost(t.url, provisioned.ingestPath, fixture('tamperdetection.xml'))).status, 200);
+    await waitFor(() => sockets.length === 2, 15_000, 'the reconnect');
+    await feed.getByText('Tampering', { exact: true }).waitFor();
+    assert.equal(afters[1]?.length, 1, 'the feed subscribed again on the new socket');
+    assert.notEqual(afters[1]![0], afters[0]![0], 'the feed resumed from the cursor it started with, not the last one');
+    assert.equal(await feed.getByText('Line crossing', { exact: true }).count(), 1, 'the replay repeated an alarm');
     await page.close();
   });
 

@@ -1,4 +1,4 @@
-import { useEffect, useRef } from 'react';
+import { useEffect, useId, useRef } from 'react';
 
 /**
  * A native modal `<dialog>`: the browser keeps focus inside it and Escape closes it. Focus moves to
@@ -6,6 +6,7 @@ import { useEffect, useRef } from 'react';
  */
 export function ModalDialog({ title, onClose, children }: { title: string; onClose: () => void; children: React.ReactNode }) {
   const ref = useRef<HTMLDialogElement>(null);
+  const titleId = useId();
   useEffect(() => {
     const dialog = ref.current!;
     const opener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
@@ -16,7 +17,6 @@ export function ModalDialog({ title, onClose, children }: { title: string; onClo
       opener?.focus();
     };
   }, []);
-  const titleId = `dialog-title-${title.replace(/\W+/g, '-').toLowerCase()}`;
   return (
     <dialog
       ref={ref}
