@@ -1,17 +1,17 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { parse, specifiedRules, validate, GraphQLError, getOperationAST, Kind, type DocumentNode, type ExecutionResult, type FormattedExecutionResult, type GraphQLSchema, type OperationDefinitionNode, type ValidationRule } from 'graphql';
+import { GraphQLError, Kind, type ExecutionResult, type FormattedExecutionResult, type GraphQLSchema, type OperationDefinitionNode } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { Counter, Gauge } from 'prom-client';
 import type { WebSocket, WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
 import type { Caller } from '../../accounts/caller';
-import { createLoaders, type GraphqlContext } from '../../schema/context';
+import { authorizationFromParams, createLoaders, type ContextBuilder, type GraphqlContext } from '../../schema/context';
 import type { Services } from '../../services';
 import type { EventBus, SessionEndedPayload } from '../../streams/bus/event-bus';
 import { SlowConsumerError } from '../../streams/live/live.service';
-import { assertCost, withinTokenLimit } from '../edge-limits';
 import { formatGraphqlError } from '../errors';
+import type { OperationPipeline } from '../pipeline';
 import type { Metrics } from '../../http/metrics';
 import { createSubscriptionFanout } from './subscription-fanout';
 
@@ -40,8 +40,10 @@ export interface GraphqlWsOptions {
   log: Logger;
   metrics: Metrics;
   production: boolean;
-  /** Extra validation rules (depth, cost...) shared with the HTTP endpoint. */
-  validationRules: readonly ValidationRule[];
+  /** The operation pipeline shared with the HTTP endpoint (parse, validate, limits, cost, execute). */
+  pipeline: OperationPipeline;
+  /** The context builder shared with the HTTP endpoint. */
+  contexts: ContextBuilder;
   maxSubscriptionsPerConnection: number;
   clientIp(request: IncomingMessage): string;
   /** Open connections one user may hold on this node (default 20); beyond, 4429. */
@@ -81,8 +83,6 @@ const CLOSE_BRACE = Buffer.from('}');
 const MAX_REMEMBERED_CREDENTIALS = 10_000;
 /** Callers whose subscription loaders are kept for sharing (the oldest goes first; its subscriptions keep theirs). */
 const MAX_SHARED_LOADERS = 10_000;
-/** Distinct valid subscription documents kept parsed (the oldest goes first). */
-const MAX_SHARED_DOCUMENTS = 500;
 
 /** A bearer JWT's `exp` in ms; Infinity for anything else (API keys are checked by the bus and the re-check). */
 function jwtExpiryMs(authorization: string): number {
@@ -125,8 +125,9 @@ function groupKey(operation: OperationDefinitionNode, caller: Caller, payload: {
 }
 
 /**
- * graphql-ws on a `ws` server. Apollo's plugins don't run here, so authentication (connection
- * params, 4403 on failure), validation rules, limits and error masking are applied in the hooks.
+ * graphql-ws on a `ws` server. Operations go through the same pipeline and context builder as
+ * HTTP (src/graphql/pipeline.ts, src/schema/context.ts); connection params carry the credential
+ * (4403 when it does not check out).
  *
  * Long-lived connections:
  * - A connection belongs to its credential: when a session or API key ends (`session.ended` on the
@@ -143,7 +144,6 @@ function groupKey(operation: OperationDefinitionNode, caller: Caller, payload: {
  */
 export function serveGraphqlWs(opts: GraphqlWsOptions) {
   const { schema, services, log, bus } = opts;
-  const rules = [...specifiedRules, ...opts.validationRules];
   const maxConnectionsPerUser = opts.maxConnectionsPerUser ?? 20;
   const maxBufferedBytes = opts.maxBufferedBytes ?? 1024 * 1024;
   const recheckMs = opts.credentialRecheckMs ?? 30_000;
@@ -155,7 +155,6 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
   const endedRecently = new Map<string, number>();
   const groupKeys = new WeakMap<object, { key: string | null; conn: ConnectionState; id: string }>();
   const formatted = new WeakMap<ExecutionResult, FormattedExecutionResult>();
-  const validDocuments = new Map<string, DocumentNode>();
 
   const subscriptionsGauge = new Gauge({ name: 'vigil_graphql_subscriptions', help: 'Running GraphQL subscriptions on this node', registers: [opts.metrics.registry] });
   const groupsGauge = new Gauge({ name: 'vigil_graphql_subscription_groups', help: 'Shared executions (groups of identical subscriptions) on this node', registers: [opts.metrics.registry] });
@@ -283,7 +282,7 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
       if (hit.until > now && !wasEnded(credentialOf(hit.caller))) return hit;
       recentAuth.delete(authorization);
     }
-    const caller = await services.auth.authenticate(authorization);
+    const caller = await opts.contexts.callerOf(authorization);
     if (!caller) return null;
     const at = opts.clock().getTime();
     if (recentAuth.size >= MAX_REMEMBERED_CREDENTIALS) recentAuth.delete(recentAuth.keys().next().value!);
@@ -307,10 +306,11 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
   const server = useServer<Record<string, unknown> | undefined, { state?: ConnectionState }>(
     {
       schema,
+      execute: opts.pipeline.execute,
       connectionInitWaitTimeout: opts.connectionInitTimeoutMs ?? 5_000,
       async onConnect(ctx) {
-        const auth = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
-        const verified = typeof auth === 'string' ? await authenticate(auth) : null;
+        const auth = authorizationFromParams(ctx.connectionParams);
+        const verified = auth ? await authenticate(auth) : null;
         if (!verified) return false; // graphql-ws closes with 4403 Forbidden
         const caller = verified.caller;
         const credential = credentialOf(caller);
@@ -359,43 +359,19 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
         if (st.active.size >= opts.maxSubscriptionsPerConnection) {
           return [new GraphQLError('Too many operations on this connection', { extensions: { code: 'QUERY_TOO_COMPLEX' } })];
         }
-        // Valid documents are shared: thousands of subscribers of the same query hold one AST, parsed and validated once.
-        let document = validDocuments.get(payload.query);
-        if (!document) {
-          try {
-            if (!withinTokenLimit(payload.query)) return [new GraphQLError('Query has too many tokens', { extensions: { code: 'QUERY_TOO_COMPLEX' } })];
-            document = parse(payload.query);
-          } catch (e) {
-            return [e instanceof GraphQLError ? e : new GraphQLError('Cannot parse the query', { extensions: { code: 'GRAPHQL_PARSE_FAILED' } })];
-          }
-          const errors = validate(schema, document, rules);
-          if (errors.length) return errors.map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: e.extensions.code ?? 'GRAPHQL_VALIDATION_FAILED' } }));
-          if (validDocuments.size >= MAX_SHARED_DOCUMENTS) validDocuments.delete(validDocuments.keys().next().value!);
-          validDocuments.set(payload.query, document);
-        }
-        const operation = getOperationAST(document, payload.operationName);
-        if (!operation) return [new GraphQLError('Unknown operation', { extensions: { code: 'OPERATION_RESOLUTION_FAILURE' } })];
-        try {
-          assertCost(schema, document, payload.variables ?? undefined, payload.operationName);
-        } catch (e) {
-          if (e instanceof GraphQLError) return [e];
-          throw e;
-        }
+        // The same pipeline as HTTP; valid documents are cached there, so thousands of subscribers of the same query hold one AST.
+        const prepared = opts.pipeline.prepare(payload, { transport: 'ws', authenticated: true });
+        if (!prepared.ok) return [...prepared.errors];
+        const { operation, document } = prepared;
         st.active.add(id);
-        let loaders: GraphqlContext['loaders'] | undefined;
-        const contextValue: GraphqlContext = {
+        const contextValue = opts.contexts.context({
           caller: st.caller,
           meta: st.meta,
           requestId: `ws-${id}`,
-          services,
-          // Made when first used: a grouped subscriber's own context is never executed against.
-          get loaders() {
-            return (loaders ??= operation.operation === 'subscription' ? subscriptionLoaders(st.caller) : createLoaders(services, st.caller));
-          },
-          log,
-        };
-        groupKeys.set(contextValue, { key: grouping ? groupKey(operation, st.caller, payload) : null, conn: st, id });
-        return { schema, document, variableValues: payload.variables ?? undefined, operationName: payload.operationName ?? undefined, contextValue };
+          loaders: operation.operation === 'subscription' ? () => subscriptionLoaders(st.caller) : undefined,
+        });
+        groupKeys.set(contextValue, { key: grouping ? groupKey(operation, st.caller, { ...payload, query: prepared.query }) : null, conn: st, id });
+        return { schema, document, variableValues: prepared.variables, operationName: prepared.operationName, contextValue };
       },
       subscribe(args) {
         const info = groupKeys.get(args.contextValue as object);
