@@ -164,6 +164,7 @@ export function createOperationPipeline(options: PipelineOptions) {
 
   /** The query text: sent, or looked up by its persisted hash (Apollo's APQ protocol and wording). */
   function queryOf(request: OperationRequest): { query: string; persistAs?: string } | RefusedOperation {
+    if (request.extensions != null && !isObject(request.extensions)) return refused([refusal(ErrorCode.BAD_USER_INPUT, '`extensions` must be an object if provided.')]);
     const pq = isObject(request.extensions) ? request.extensions.persistedQuery : undefined;
     if (pq !== undefined) {
       if (!isObject(pq) || typeof pq.sha256Hash !== 'string') return refused([refusal(ErrorCode.BAD_USER_INPUT, 'Invalid persisted query')]);
