@@ -3,6 +3,7 @@
 // pipeline (src/graphql/pipeline.ts) keeps parsing, validation and limits; only execution is replaced.
 import { execute, GraphQLError, type DocumentNode, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
+import { Lru } from '../lib/lru';
 
 export type GraphqlExecutorKind = 'jit' | 'graphql-js';
 
@@ -21,27 +22,6 @@ interface ExecuteArgs {
   documentKey: string;
   context: unknown;
   variables: Record<string, unknown> | undefined;
-}
-
-/** A bounded least-recently-used map (Map keeps insertion order; a hit moves the key to the end). */
-class Lru<V> {
-  private readonly map = new Map<string, V>();
-  constructor(private readonly max: number) {}
-  get(key: string): V | undefined {
-    const v = this.map.get(key);
-    if (v !== undefined && this.map.size > 1) {
-      this.map.delete(key);
-      this.map.set(key, v);
-    }
-    return v;
-  }
-  set(key: string, value: V) {
-    this.map.set(key, value);
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
-  }
-  get size() {
-    return this.map.size;
-  }
 }
 
 const FALLBACK = 'graphql-js' as const;

@@ -24,6 +24,7 @@ import {
 import { ErrorCode } from '../schema/error-code';
 import { assertCost, GRAPHQL_LIMITS, limitRules, usesIntrospection, withinTokenLimit } from './edge-limits';
 import { createJitExecutor, type GraphqlExecutorKind } from './jit-executor';
+import { Lru } from '../lib/lru';
 import { refusalStatus } from './errors';
 
 /** What a client sent, as the transport received it (nothing trusted yet). */
@@ -121,24 +122,6 @@ function unsafeVariables(value: unknown): string | null {
     }
   }
   return null;
-}
-
-/** Least recently used first out. */
-class Lru<V> {
-  private readonly map = new Map<string, V>();
-  constructor(private readonly max: number) {}
-  get(key: string): V | undefined {
-    const v = this.map.get(key);
-    if (v !== undefined) {
-      this.map.delete(key);
-      this.map.set(key, v);
-    }
-    return v;
-  }
-  set(key: string, value: V) {
-    this.map.set(key, value);
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
-  }
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
