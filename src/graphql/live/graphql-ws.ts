@@ -100,28 +100,42 @@ function jwtExpiryMs(authorization: string): number {
 const ENDED_MEMORY_MS = 2 * 60_000;
 
 /**
- * The group key of a subscription, or null when it must run alone: only a plain root field with
- * no `after` argument (a replay is per subscriber) is grouped.
+ * The group of a subscription, or null when it must run alone: only a plain root field is
+ * grouped. A resumed one (`after` given through a variable without a default) is keyed as the
+ * same subscription without `after`, which it joins once its replay has caught up
+ * (`liveVariables`: its variables without the cursor); a cursor written in the document runs alone.
  */
-function groupKey(operation: OperationDefinitionNode, caller: Caller, payload: { query: string; operationName?: string | null; variables?: Record<string, unknown> | null }): string | null {
+function groupOf(
+  operation: OperationDefinitionNode,
+  caller: Caller,
+  payload: { query: string; operationName?: string | null; variables?: Record<string, unknown> | null },
+): { key: string; liveVariables: Record<string, unknown> | null } | null {
   if (operation.operation !== 'subscription') return null;
   const [root] = operation.selectionSet.selections;
   if (!root || root.kind !== Kind.FIELD || operation.selectionSet.selections.length !== 1) return null;
+  let variables = payload.variables ?? {};
+  let resumes = false;
   for (const arg of root.arguments ?? []) {
-    if (arg.name.value !== 'after') continue;
-    if (arg.value.kind === Kind.NULL) continue;
-    if (arg.value.kind === Kind.VARIABLE && payload.variables?.[arg.value.name.value] == null) continue;
-    return null;
+    if (arg.name.value !== 'after' || arg.value.kind === Kind.NULL) continue;
+    if (arg.value.kind !== Kind.VARIABLE) return null;
+    const name = arg.value.name.value;
+    const definition = operation.variableDefinitions?.find((d) => d.variable.name.value === name);
+    // Absent and null must mean the same, and the cursor must feed nothing but `after`.
+    if (!definition || definition.defaultValue || payload.query.split(`$${name}`).length !== 3) return null;
+    const { [name]: cursor, ...rest } = variables;
+    variables = rest;
+    if (cursor != null) resumes = true;
   }
-  return createHash('sha256')
+  const key = createHash('sha256')
     .update(visibilityOf(caller))
     .update('\0')
     .update(payload.operationName ?? '')
     .update('\0')
     .update(payload.query)
     .update('\0')
-    .update(JSON.stringify(payload.variables ?? {}))
+    .update(JSON.stringify(variables))
     .digest('base64url');
+  return { key, liveVariables: resumes ? variables : null };
 }
 
 /**
@@ -153,7 +167,7 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
   const byCredential = new Map<string, Set<ConnectionState>>();
   const perUser = new Map<string, number>();
   const endedRecently = new Map<string, number>();
-  const groupKeys = new WeakMap<object, { key: string | null; conn: ConnectionState; id: string }>();
+  const groupKeys = new WeakMap<object, { group: ReturnType<typeof groupOf>; conn: ConnectionState; id: string }>();
   const formatted = new WeakMap<ExecutionResult, FormattedExecutionResult>();
   const validDocuments = new Map<string, DocumentNode>();
 
@@ -394,16 +408,22 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
           },
           log,
         };
-        groupKeys.set(contextValue, { key: grouping ? groupKey(operation, st.caller, payload) : null, conn: st, id });
+        groupKeys.set(contextValue, { group: grouping ? groupOf(operation, st.caller, payload) : null, conn: st, id });
         return { schema, document, variableValues: payload.variables ?? undefined, operationName: payload.operationName ?? undefined, contextValue };
       },
       subscribe(args) {
         const info = groupKeys.get(args.contextValue as object);
         const conn = info?.conn;
-        return fanout.subscribe(args, info?.key ?? null, {
-          onSlow: () => conn && closeConnection(conn, WsCloseCode.TryAgainLater, 'Slow consumer: resume with your last cursor', 'slow-consumer'),
-          deliver: conn && info ? directNext(conn, info.id) : undefined,
-        });
+        const group = info?.group ?? null;
+        return fanout.subscribe(
+          args,
+          group?.key ?? null,
+          {
+            onSlow: () => conn && closeConnection(conn, WsCloseCode.TryAgainLater, 'Slow consumer: resume with your last cursor', 'slow-consumer'),
+            deliver: conn && info ? directNext(conn, info.id) : undefined,
+          },
+          group?.liveVariables ? { liveArgs: { ...args, variableValues: group.liveVariables } } : undefined,
+        );
       },
       onComplete(ctx, id) {
         state.get(ctx.extra)?.active.delete(id);
