@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { eq } from 'drizzle-orm';
+import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { tables } from '../src/db/index';
 import type { AlarmPost } from '../src/streams/alarms/alarm-store';
@@ -532,15 +533,36 @@ describe('limits', () => {
     await settle(...ok, next);
   });
 
-  test('closes a connection over the per-user cap with 4429', async () => {
+  test('closes a connection over the per-user cap with its own code 4430, which the graphql-ws client retries until there is room', async () => {
     const user = await registerUser(t, 'cap-conns');
     const open = [0, 1, 2, 3].map(() => client(user.token));
     await Promise.all(open.map((c) => c.connected));
     const over = client(user.token);
-    assert.equal((await over.closed).code, 4429);
-    await open[0]!.dispose();
-    const again = client(user.token);
-    await again.connected;
+    const closed = await over.closed;
+    assert.equal(closed.code, 4430, 'not 4429: graphql-ws reserves it for a second connection_init');
+    assert.match(closed.reason, /retry later/);
+
+    // A client that retries (graphql-ws's default) gets in once one of the user's connections closes.
+    const closes: number[] = [];
+    let connected!: () => void;
+    const connectedOnce = new Promise<void>((r) => (connected = r));
+    const retrying = createClient({
+      url: `${t.url.replace(/^http/, 'ws')}/graphql`,
+      webSocketImpl: WebSocket,
+      lazy: false,
+      retryAttempts: 20,
+      retryWait: async () => new Promise((r) => setTimeout(r, 20)),
+      connectionParams: { authorization: `Bearer ${user.token}` },
+      on: { closed: (e) => closes.push((e as { code: number }).code), connected: () => connected() },
+      onNonLazyError: () => {},
+    });
+    try {
+      await waitFor(() => closes.includes(4430), 5000, 'a refused attempt');
+      await open[0]!.dispose();
+      await connectedOnce;
+    } finally {
+      await retrying.dispose();
+    }
     await settle();
   });
 

@@ -20,12 +20,18 @@ export interface DeviceLoaderOptions {
    * long, as a graphql-ws subscription's does: a cached device would outlive an unbind.
    */
   cache?: boolean;
+  /**
+   * When a batch is dispatched (default: after the current tick). Subscriptions executing events
+   * one by one widen it, so many executions share one statement.
+   */
+  batchScheduleFn?: (dispatch: () => void) => void;
 }
 
 export function createDeviceLoaders(devices: DeviceService, caller: Caller | null, options: DeviceLoaderOptions = {}): DeviceLoaders {
   const cache = options.cache ?? true;
+  const batchScheduleFn = options.batchScheduleFn;
   return {
-    device: new DataLoader((ids) => devices.devicesByIds(caller, ids), { cache, maxBatchSize: 500 }),
-    shares: new DataLoader((views) => devices.sharesOfDevices(caller, views), { cache, cacheKeyFn: (v) => `${v.bindingId}:${v.role}`, maxBatchSize: 500 }),
+    device: new DataLoader((ids) => devices.devicesByIds(caller, ids), { cache, maxBatchSize: 500, batchScheduleFn }),
+    shares: new DataLoader((views) => devices.sharesOfDevices(caller, views), { cache, cacheKeyFn: (v) => `${v.bindingId}:${v.role}`, maxBatchSize: 500, batchScheduleFn }),
   };
 }
