@@ -193,6 +193,36 @@ describe('alarms', () => {
     await settle(all, onlyTwo, lines);
   });
 
+  test('lets a resumed subscription share its group\'s execution once its replay has caught up, with every alarm once and in order', async () => {
+    const a = client(owner.token);
+    const b = client(owner.token);
+    const live = subscribe(a, AlarmCursorsDocument, { deviceIds: [one.device.id] });
+    await subscriptionsRunning(t.app, 1);
+    await raise(one.provisioned);
+    await raise(one.provisioned);
+    const [first, second] = await live.received(2);
+    // Resumes after the first: replays the second alone, then joins the live subscriber's group.
+    const resumed = subscribe(b, AlarmCursorsDocument, { deviceIds: [one.device.id], after: first!.alarms.cursor });
+    const [replayed] = await resumed.received(1);
+    assert.equal(replayed!.alarms.id, second!.alarms.id);
+    // One stream (the group's) serves both: the resumed one's own replay stream has ended.
+    await waitFor(
+      async () => t.app.services.live.alarmStreams() === 1 && (await gauge(t.app, 'vigil_graphql_subscription_groups')) === 1 && (await gauge(t.app, 'vigil_graphql_subscriptions')) === 2,
+      5000,
+      'one group and one stream for both',
+    );
+    await raise(one.provisioned);
+    await raise(one.provisioned);
+    const both = [await live.received(4), await resumed.received(3)];
+    assert.deepEqual(
+      both[1]!.map((e) => e.alarms.id),
+      both[0]!.slice(1).map((e) => e.alarms.id),
+    );
+    assert.deepEqual(live.errors, []);
+    assert.deepEqual(resumed.errors, []);
+    await settle(live, resumed);
+  });
+
   test('delivers a burst larger than its buffer exactly once and in order by catching up from the database', async () => {
     const c = client(owner.token);
     const live = subscribe(c, AlarmCursorsDocument, {});

@@ -350,9 +350,11 @@ export function createLiveServer(opts: LiveServerOptions) {
   /**
    * `authenticate` with a memory: a credential read from the database is trusted for
    * `recheckMs` (as an open connection's is), never past the token's expiry and never once
-   * announced as ended, so a reconnect storm does not read every session again.
+   * announced as ended, and connects with the same credential while it is being read wait for that
+   * one read, so a reconnect storm verifies each token and reads each session once, not per socket.
    */
   const recentAuth = new Map<string, { caller: Caller; at: number; until: number }>();
+  const authenticating = new Map<string, Promise<{ caller: Caller; at: number } | null>>();
   async function authenticate(authorization: string): Promise<{ caller: Caller; at: number } | null> {
     const now = opts.clock().getTime();
     const hit = recentAuth.get(authorization);
@@ -360,12 +362,23 @@ export function createLiveServer(opts: LiveServerOptions) {
       if (hit.until > now && !wasEnded(credentialOf(hit.caller))) return hit;
       recentAuth.delete(authorization);
     }
-    const caller = await credentials.authenticate(authorization);
-    if (!caller) return null;
-    const at = opts.clock().getTime();
-    if (recentAuth.size >= MAX_REMEMBERED_CREDENTIALS) recentAuth.delete(recentAuth.keys().next().value!);
-    recentAuth.set(authorization, { caller, at, until: Math.min(at + recheckMs, jwtExpiryMs(authorization)) });
-    return { caller, at };
+    let pending = authenticating.get(authorization);
+    if (!pending) {
+      pending = (async () => {
+        try {
+          const caller = await credentials.authenticate(authorization);
+          if (!caller) return null;
+          const at = opts.clock().getTime();
+          if (recentAuth.size >= MAX_REMEMBERED_CREDENTIALS) recentAuth.delete(recentAuth.keys().next().value!);
+          recentAuth.set(authorization, { caller, at, until: Math.min(at + recheckMs, jwtExpiryMs(authorization)) });
+          return { caller, at };
+        } finally {
+          authenticating.delete(authorization);
+        }
+      })();
+      authenticating.set(authorization, pending);
+    }
+    return pending;
   }
 
   const unlisten = bus.listen('session.ended', credentialEnded, (fields, message) => log.warn(fields, message));
