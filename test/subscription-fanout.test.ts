@@ -9,6 +9,8 @@ import type { AlarmView } from '../src/streams/alarms/alarm.service';
 import { createLiveService } from '../src/streams/live/live.service';
 import type { AlarmRow } from '../src/streams/alarms/alarm-store';
 import { createEventBus } from '../src/streams/bus/event-bus';
+import { createDeviceLoaders } from '../src/devices/catalog/device-loaders';
+import type { DeviceService } from '../src/devices/catalog/device.service';
 
 /** A source the test pushes into: `tick` values, or an error for a field error. */
 function pushable() {
@@ -391,5 +393,35 @@ describe('subscription fan-out: a resumed alarms subscription joins its group', 
     } finally {
       await w.tailer.stop();
     }
+  });
+});
+
+describe('subscription device loaders: reads shared while they run', () => {
+  test('shares a running read with later loads of the same device, and keeps nothing once it is done', async () => {
+    const calls: string[][] = [];
+    let release: () => void = () => {};
+    const devices = {
+      devicesByIds: async (_caller: unknown, ids: readonly string[]) => {
+        calls.push([...ids]);
+        await new Promise<void>((r) => (release = r));
+        return ids.map((id) => ({ id }));
+      },
+      sharesOfDevices: async () => [],
+    } as unknown as DeviceService;
+    const loaders = createDeviceLoaders(devices, null, { cache: false, shareInFlight: true });
+    const first = loaders.device.load('d1');
+    await nextTick();
+    // Another execution, a turn later, while the read runs: no second statement.
+    const second = loaders.device.load('d1');
+    await nextTick();
+    assert.equal(calls.length, 1);
+    release();
+    assert.deepEqual([await first, await second], [{ id: 'd1' }, { id: 'd1' }]);
+    // Done: the next load reads again (a device may have changed or been unbound since).
+    const third = loaders.device.load('d1');
+    await nextTick();
+    assert.equal(calls.length, 2);
+    release();
+    await third;
   });
 });

@@ -21,17 +21,40 @@ export interface DeviceLoaderOptions {
    */
   cache?: boolean;
   /**
-   * When a batch is dispatched (default: after the current tick). Subscriptions executing events
-   * one by one widen it, so many executions share one statement.
+   * Without `cache`: a load of a key whose read is still running shares that read instead of
+   * starting another (default false). Nothing is kept once the read is done. Subscriptions
+   * executing events one by one (a reconnect storm's replays) then share statements.
    */
-  batchScheduleFn?: (dispatch: () => void) => void;
+  shareInFlight?: boolean;
+}
+
+/** A DataLoader cache that holds a key only while its read runs. */
+function inFlightOnly<K, V>(): DataLoader.CacheMap<K, Promise<V>> {
+  const running = new Map<K, Promise<V>>();
+  return {
+    get: (key) => running.get(key),
+    set(key, value) {
+      running.set(key, value);
+      const done = () => {
+        if (running.get(key) === value) running.delete(key);
+      };
+      value.then(done, done);
+    },
+    delete: (key) => running.delete(key),
+    clear: () => running.clear(),
+  };
 }
 
 export function createDeviceLoaders(devices: DeviceService, caller: Caller | null, options: DeviceLoaderOptions = {}): DeviceLoaders {
-  const cache = options.cache ?? true;
-  const batchScheduleFn = options.batchScheduleFn;
+  const inFlight = !(options.cache ?? true) && options.shareInFlight === true;
+  const cache = inFlight || (options.cache ?? true);
   return {
-    device: new DataLoader((ids) => devices.devicesByIds(caller, ids), { cache, maxBatchSize: 500, batchScheduleFn }),
-    shares: new DataLoader((views) => devices.sharesOfDevices(caller, views), { cache, cacheKeyFn: (v) => `${v.bindingId}:${v.role}`, maxBatchSize: 500, batchScheduleFn }),
+    device: new DataLoader((ids) => devices.devicesByIds(caller, ids), { cache, maxBatchSize: 500, ...(inFlight ? { cacheMap: inFlightOnly<string, DeviceView | null>() } : {}) }),
+    shares: new DataLoader((views) => devices.sharesOfDevices(caller, views), {
+      cache,
+      cacheKeyFn: (v) => `${v.bindingId}:${v.role}`,
+      maxBatchSize: 500,
+      ...(inFlight ? { cacheMap: inFlightOnly<string, ShareView[]>() } : {}),
+    }),
   };
 }

@@ -1,46 +1,40 @@
 import type { IncomingMessage } from 'node:http';
-import { parse, specifiedRules, validate, GraphQLError, getOperationAST, type DocumentNode, type ExecutionArgs, type GraphQLSchema, type ValidationRule } from 'graphql';
+import { parse, specifiedRules, validate, GraphQLError, getOperationAST, type DocumentNode, type ExecutionArgs, type ValidationRule } from 'graphql';
 import type { WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
 import type { Caller } from '../../accounts/caller';
 import { createLoaders, type GraphqlContext } from '../../schema/context';
 import type { Services } from '../../services';
-import type { EventBus } from '../../streams/bus/event-bus';
 import { assertCost, withinTokenLimit } from '../edge-limits';
-import type { Metrics } from '../../http/metrics';
-import { createLiveServer, type OperationRequest } from './live-server';
+import { createLiveServer, type LiveServerOptions, type OperationRequest } from './live-server';
 import { bindLiveServerToWs } from './ws-adapter';
 
 export { WsCloseCode } from './live-server';
 
-export interface GraphqlWsOptions {
-  schema: GraphQLSchema;
+/** The core's settings (see LiveServerOptions), and what this gateway composes it with. */
+export interface GraphqlWsOptions
+  extends Pick<
+    LiveServerOptions,
+    | 'schema'
+    | 'bus'
+    | 'clock'
+    | 'log'
+    | 'metrics'
+    | 'production'
+    | 'maxSubscriptionsPerConnection'
+    | 'maxConnectionsPerUser'
+    | 'connectionInitTimeoutMs'
+    | 'maxBufferedBytes'
+    | 'maxPendingPerSubscription'
+    | 'slowConsumerMs'
+    | 'credentialRecheckMs'
+    | 'grouping'
+  > {
   wss: WebSocketServer;
   services: Services;
-  bus: EventBus;
-  /** Time source for the credential re-check window (tests move it). */
-  clock: () => Date;
-  log: Logger;
-  metrics: Metrics;
-  production: boolean;
   /** Extra validation rules (depth, cost...) shared with the HTTP endpoint. */
   validationRules: readonly ValidationRule[];
-  maxSubscriptionsPerConnection: number;
   clientIp(request: IncomingMessage): string;
-  /** Open connections one user may hold on this node (default 20); beyond, 4430. */
-  maxConnectionsPerUser?: number;
-  /** `connection_init` must arrive within this (default 5000 ms), else 4408. */
-  connectionInitTimeoutMs?: number;
-  /** A socket whose unsent bytes pass this (default 1 MiB) is closed 1013 (slow consumer). */
-  maxBufferedBytes?: number;
-  /** Undelivered events one subscription may hold (default 1000). */
-  maxPendingPerSubscription?: number;
-  /** A subscription whose queue stays full this long (default 5000 ms) is a slow consumer: 1013. */
-  slowConsumerMs?: number;
-  /** How long a connection's credential check is trusted before it is read again at the next event (default 30 s). */
-  credentialRecheckMs?: number;
-  /** Share one execution per event among subscribers with the same document, variables and caller (default true). */
-  grouping?: boolean;
 }
 
 /** Subscribers with the same key see the same events: same user, and for API keys the same scopes. */
@@ -49,11 +43,6 @@ const visibilityOf = (c: Caller) => (c.kind === 'session' ? `u:${c.userId}` : `u
 const MAX_SHARED_LOADERS = 10_000;
 /** Distinct valid subscription documents kept parsed (the oldest goes first). */
 const MAX_SHARED_DOCUMENTS = 500;
-/**
- * Subscription events execute one by one (each subscriber or group in its own turn): their device
- * reads wait this long for each other, so a reconnect storm's replays share statements.
- */
-const SUBSCRIPTION_BATCH_MS = 2;
 
 /**
  * GraphQL over WebSocket on a `ws` server: the live core (live-server.ts) with this gateway's
@@ -68,8 +57,9 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
 
   /**
    * Loaders for subscription events, one set per caller visibility on this node: they memoise
-   * nothing (a subscription lives long), but the same user's subscriptions executing events
-   * within `SUBSCRIPTION_BATCH_MS` share a batch, so N resumed subscribers cost one device read, not N.
+   * nothing (a subscription lives long), but the same user's subscriptions executing one event in
+   * the same tick share a batch, and while a device's read runs, other executions that need it
+   * share that read: N resumed subscribers replaying the same alarms cost a few device reads, not N.
    */
   const loadersByVisibility = new Map<string, GraphqlContext['loaders']>();
   function subscriptionLoaders(caller: Caller): GraphqlContext['loaders'] {
@@ -77,7 +67,7 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
     let loaders = loadersByVisibility.get(key);
     if (!loaders) {
       if (loadersByVisibility.size >= MAX_SHARED_LOADERS) loadersByVisibility.delete(loadersByVisibility.keys().next().value!);
-      loaders = createLoaders(services, caller, { cache: false, batchScheduleFn: (dispatch) => setTimeout(dispatch, SUBSCRIPTION_BATCH_MS) });
+      loaders = createLoaders(services, caller, { cache: false, shareInFlight: true });
       loadersByVisibility.set(key, loaders);
     }
     return loaders;
@@ -121,28 +111,16 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
     return { schema, document, variableValues: payload.variables ?? undefined, operationName: payload.operationName ?? undefined, contextValue };
   }
 
+  const { wss, services: _services, validationRules: _rules, clientIp, ...core } = opts;
   const live = createLiveServer({
-    schema,
-    bus: opts.bus,
-    clock: opts.clock,
-    log,
-    metrics: opts.metrics,
-    production: opts.production,
+    ...core,
     credentials: {
       authenticate: (authorization) => services.auth.authenticate(authorization),
       isOpen: (c) => (c.kind === 'session' ? services.auth.isSessionOpen(c.sessionId) : services.apiKeys.isKeyActive(c.apiKeyId)),
     },
     prepare,
-    maxSubscriptionsPerConnection: opts.maxSubscriptionsPerConnection,
-    maxConnectionsPerUser: opts.maxConnectionsPerUser,
-    connectionInitTimeoutMs: opts.connectionInitTimeoutMs,
-    maxBufferedBytes: opts.maxBufferedBytes,
-    maxPendingPerSubscription: opts.maxPendingPerSubscription,
-    slowConsumerMs: opts.slowConsumerMs,
-    credentialRecheckMs: opts.credentialRecheckMs,
-    grouping: opts.grouping,
   });
-  const transport = bindLiveServerToWs(opts.wss, live, { production: opts.production, log, clientIp: opts.clientIp });
+  const transport = bindLiveServerToWs(wss, live, { production: opts.production, log, clientIp });
 
   return {
     async dispose(): Promise<void> {
