@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { GraphQLError, GraphQLInt, GraphQLObjectType, GraphQLSchema, parse, validate, type ExecutionArgs } from 'graphql';
+import { GraphQLError, GraphQLInt, GraphQLObjectType, GraphQLSchema, parse, validate } from 'graphql';
 import { pino } from 'pino';
 import type { Caller } from '../src/accounts/caller';
-import { createLiveServer, WsCloseCode, type LiveServerOptions, type LiveSocket } from '../src/graphql/live/live-server';
+import { createLiveServer, WsCloseCode, type LiveServerOptions, type LiveSocket, type PreparedOperation } from '../src/graphql/live/live-server';
 import { createMetrics } from '../src/http/metrics';
 import { createEventBus } from '../src/streams/bus/event-bus';
 import { waitFor } from './helpers/harness';
@@ -118,11 +118,12 @@ function setup(overrides: Partial<LiveServerOptions> = {}) {
       },
       isOpen: async (c) => (credentialReads++, !ended.has(c.kind === 'session' ? c.sessionId : c.apiKeyId)),
     },
-    prepare: async ({ payload, caller }): Promise<ExecutionArgs | readonly GraphQLError[]> => {
-      const document = parse(payload.query);
+    prepare: async ({ payload, caller }): Promise<PreparedOperation | readonly GraphQLError[]> => {
+      const query = payload.query!;
+      const document = parse(query);
       const errors = validate(t.schema, document);
       if (errors.length) return errors;
-      return { schema: t.schema, document, variableValues: payload.variables ?? undefined, contextValue: { caller } };
+      return { query, args: { schema: t.schema, document, variableValues: payload.variables ?? undefined, contextValue: { caller } } };
     },
     maxSubscriptionsPerConnection: 5,
     maxConnectionsPerUser: 2,

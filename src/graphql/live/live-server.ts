@@ -4,7 +4,7 @@ import { makeServer, type SubscribePayload } from 'graphql-ws';
 import { Counter, Gauge } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Caller } from '../../accounts/caller';
-import type { GraphqlContext } from '../../schema/context';
+import { authorizationFromParams, type GraphqlContext } from '../../schema/context';
 import type { EventBus, SessionEndedPayload } from '../../streams/bus/event-bus';
 import { SlowConsumerError } from '../../streams/live/live.service';
 import type { Metrics } from '../../http/metrics';
@@ -68,12 +68,17 @@ export interface OperationRequest {
   meta: LiveConnectionMeta;
 }
 
+/** A prepared operation: the arguments to execute or subscribe with, and its query text (subscriptions are grouped by it). */
+export interface PreparedOperation {
+  args: ExecutionArgs;
+  query: string;
+}
+
 /**
  * Parse, validate, limits, cost and the caller's context of one operation (the operation
- * pipeline shared with HTTP plugs in here): the arguments to execute or subscribe with, or the
- * errors to answer with.
+ * pipeline shared with HTTP plugs in here): the operation, or the errors to answer with.
  */
-export type PrepareOperation = (request: OperationRequest) => Promise<ExecutionArgs | readonly GraphQLError[]>;
+export type PrepareOperation = (request: OperationRequest) => PreparedOperation | readonly GraphQLError[] | Promise<PreparedOperation | readonly GraphQLError[]>;
 
 export interface LiveServerOptions {
   schema: GraphQLSchema;
@@ -85,6 +90,8 @@ export interface LiveServerOptions {
   production: boolean;
   credentials: LiveCredentials;
   prepare: PrepareOperation;
+  /** Executes queries and mutations sent over the socket (default graphql-js's; subscription events always run through graphql-js, as its `subscribe` does). */
+  execute?: (args: ExecutionArgs) => ExecutionResult | Promise<ExecutionResult>;
   /** Masks an error for the client (default: formatGraphqlError). */
   formatError?(error: GraphQLError, requestId: string): GraphQLFormattedError;
   maxSubscriptionsPerConnection: number;
@@ -158,7 +165,11 @@ function jwtExpiryMs(authorization: string): number {
  * same subscription without `after`, which it joins once its replay has caught up
  * (`liveVariables`: its variables without the cursor); a cursor written in the document runs alone.
  */
-function groupOf(operation: OperationDefinitionNode, caller: Caller, payload: SubscribePayload): { key: string; liveVariables: Record<string, unknown> | null } | null {
+function groupOf(
+  operation: OperationDefinitionNode,
+  caller: Caller,
+  payload: { query: string; operationName?: string | null; variables?: Record<string, unknown> | null },
+): { key: string; liveVariables: Record<string, unknown> | null } | null {
   if (operation.operation !== 'subscription') return null;
   const [root] = operation.selectionSet.selections;
   if (!root || root.kind !== Kind.FIELD || operation.selectionSet.selections.length !== 1) return null;
@@ -385,10 +396,11 @@ export function createLiveServer(opts: LiveServerOptions) {
 
   const server = makeServer<Record<string, unknown> | undefined, Extra>({
     schema: opts.schema,
+    ...(opts.execute ? { execute: opts.execute } : {}),
     connectionInitWaitTimeout: opts.connectionInitTimeoutMs ?? 5_000,
     async onConnect(ctx) {
-      const auth = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
-      const verified = typeof auth === 'string' ? await authenticate(auth) : null;
+      const auth = authorizationFromParams(ctx.connectionParams);
+      const verified = auth ? await authenticate(auth) : null;
       if (!verified) return false; // graphql-ws closes with 4403 Forbidden
       const caller = verified.caller;
       const credential = credentialOf(caller);
@@ -435,11 +447,13 @@ export function createLiveServer(opts: LiveServerOptions) {
         return [new GraphQLError('Too many operations on this connection', { extensions: { code: 'QUERY_TOO_COMPLEX' } })];
       }
       const prepared = await opts.prepare({ id, payload, caller: st.caller, meta: st.meta });
-      if (!('document' in prepared)) return prepared;
+      if (!('args' in prepared)) return prepared;
+      const { args, query } = prepared;
       st.active.add(id);
-      const operation = grouping ? getOperationAST(prepared.document, prepared.operationName) : null;
-      groupKeys.set(prepared.contextValue as object, { group: operation ? groupOf(operation, st.caller, payload) : null, conn: st, id });
-      return prepared;
+      const operation = grouping ? getOperationAST(args.document, args.operationName) : null;
+      const group = operation ? groupOf(operation, st.caller, { query, operationName: args.operationName, variables: args.variableValues as Record<string, unknown> | undefined }) : null;
+      groupKeys.set(args.contextValue as object, { group, conn: st, id });
+      return args;
     },
     subscribe(args) {
       const info = groupKeys.get(args.contextValue as object);

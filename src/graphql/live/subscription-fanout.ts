@@ -406,7 +406,11 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
       if (!feed) return;
       await feed.caughtUp;
       if (closed) return;
-      const g = await groupFor(key, liveArgs).catch(() => null);
+      let g: Group | ExecutionResult | null;
+      // A group can close between its lookup and this turn (its last member left): look again.
+      do g = await groupFor(key, liveArgs).catch(() => null);
+      while (g && 'members' in g && g.closed && !closed);
+      // Refused or failed: the subscription stays on its own stream.
       if (!g || !('members' in g) || !g.feed || closed) return;
       // Synchronously from here: every event after the group's position reaches this member from the group.
       group = g;
