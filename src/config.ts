@@ -111,7 +111,7 @@ export interface Config {
     operationTimeoutMs: number;
     /** Messages per second one GraphQL WebSocket may send before it is closed. */
     wsMessagesPerS: number;
-    /** GraphQL WebSockets one user may hold open on one node (4429 beyond). */
+    /** GraphQL WebSockets one user may hold open on one node (4430 beyond). */
     wsConnectionsPerUser: number;
     wsSubscriptionsPerConnection: number;
     /** Undelivered events one subscription may hold; full for `wsSlowConsumerMs`, its socket is closed 1013 (slow consumer). */

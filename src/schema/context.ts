@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Caller } from '../accounts/caller';
 import type { RequestMeta } from '../accounts/auth.service';
-import { createDeviceLoaders, type DeviceLoaders } from '../devices/catalog/device-loaders';
+import { createDeviceLoaders, type DeviceLoaderOptions, type DeviceLoaders } from '../devices/catalog/device-loaders';
 import type { Services } from '../services';
 import { createAlarmLoaders, type AlarmLoaders } from '../streams/alarms/alarm-loaders';
 
@@ -15,7 +15,7 @@ export interface RequestLoaders {
  * Builds the loaders for one context. `cache: false` for contexts that live long (a graphql-ws
  * subscription keeps one context for all its events), so no event sees a stale device.
  */
-export function createLoaders(services: Services, caller: Caller | null, options: { cache?: boolean } = {}): RequestLoaders {
+export function createLoaders(services: Services, caller: Caller | null, options: DeviceLoaderOptions = {}): RequestLoaders {
   return { devices: createDeviceLoaders(services.devices, caller, options), alarms: createAlarmLoaders(services.alarms, caller, options) };
 }
 
