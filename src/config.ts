@@ -30,6 +30,7 @@ const envSchema = z.object({
   SMS_WEBHOOK_URL: url(['http:', 'https:']).optional(),
   JWT_PRIVATE_KEY: z.string().min(1).optional(),
   ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
+  METRICS_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
   DEVICE_OFFLINE_AFTER_S: positiveInt.default(90),
   DEVICE_HEARTBEAT_S: positiveInt.max(3600).default(30),
   DEVICE_SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
@@ -83,6 +84,8 @@ export interface Config {
   smsWebhookUrl: string | undefined;
   jwtPrivateKey: string | undefined;
   adminToken: string | undefined;
+  /** Bearer token `/metrics` requires when set; unset, `/metrics` is open (keep it off the public network then). */
+  metricsToken: string | undefined;
   deviceOfflineAfterS: number;
   /** Heartbeat period told to WebSocket devices; 2.5 of them without a frame is OFFLINE. */
   deviceHeartbeatS: number;
@@ -109,7 +112,7 @@ export interface Config {
     operationTimeoutMs: number;
     /** Messages per second one GraphQL WebSocket may send before it is closed. */
     wsMessagesPerS: number;
-    /** GraphQL WebSockets one user may hold open on one node (4429 beyond). */
+    /** GraphQL WebSockets one user may hold open on one node (4430 beyond). */
     wsConnectionsPerUser: number;
     wsSubscriptionsPerConnection: number;
     /** Undelivered events one subscription may hold; full for `wsSlowConsumerMs`, its socket is closed 1013 (slow consumer). */
@@ -167,6 +170,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     smsWebhookUrl: e.SMS_WEBHOOK_URL,
     jwtPrivateKey: e.JWT_PRIVATE_KEY,
     adminToken: e.ADMIN_TOKEN,
+    metricsToken: e.METRICS_TOKEN,
     deviceOfflineAfterS: e.DEVICE_OFFLINE_AFTER_S,
     deviceHeartbeatS: e.DEVICE_HEARTBEAT_S,
     deviceSweepIntervalMs: e.DEVICE_SWEEP_INTERVAL_MS,

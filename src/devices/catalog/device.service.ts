@@ -143,10 +143,13 @@ export function encodeCursor(c: ListCursor): string {
   return Buffer.from(`${c.boundAt.getTime()}.${c.bindingId}`).toString('base64url');
 }
 
+const MAX_CURSOR_TIME = Date.parse('9999-12-31T23:59:59.999Z');
+
 export function decodeCursor(value: string): ListCursor {
   const text = /^[A-Za-z0-9_-]{1,200}$/.test(value) ? Buffer.from(value, 'base64url').toString('utf8') : '';
   const m = /^(\d{1,15})\.([0-9a-f-]{36})$/.exec(text);
-  if (!m || !isUuid(m[2]!)) throw CommonError.badInput('after: not a valid cursor');
+  // The time must be one Postgres can hold (years 1..9999): a forged cursor is bad input, not a database error.
+  if (!m || !isUuid(m[2]!) || Number(m[1]) > MAX_CURSOR_TIME) throw CommonError.badInput('after: not a valid cursor');
   return { boundAt: new Date(Number(m[1])), bindingId: m[2]! };
 }
 
