@@ -19,15 +19,13 @@
  * before a change, unpack that commit elsewhere (`git archive <rev> | tar -x -C DIR`, with
  * `node_modules` linked in) and pass `--gateway-dir DIR`.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { startGateway } from '../test/helpers/gateway-process';
 import { scratchDatabase } from '../test/helpers/scratch-database';
 
 const { values } = parseArgs({
@@ -47,28 +45,15 @@ const mode = values.mode === 'slow' ? 'slow' : 'complete';
 const holdMs = Math.min(Math.max(Number(values.hold), 1), 120) * 1000;
 const gatewayDir = path.resolve(values['gateway-dir'] ?? fileURLToPath(new URL('..', import.meta.url)));
 
-const dataDir = mkdtempSync(path.join(tmpdir(), 'vigil-hostile-'));
 const database = process.env.TEST_DATABASE_URL ? await scratchDatabase(process.env.TEST_DATABASE_URL, 'vigil_bench_') : undefined;
 const adminToken = randomBytes(24).toString('base64url');
-const gateway = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-  cwd: gatewayDir,
-  env: { ...process.env, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, ADMIN_TOKEN: adminToken, LOG_LEVEL: 'info', NODE_ENV: 'production', DATABASE_URL: database?.url ?? '', REDIS_URL: '' },
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
-const baseUrl = await new Promise<string>((resolve, reject) => {
-  createInterface({ input: gateway.stdout! }).on('line', (line) => {
-    try {
-      const entry = JSON.parse(line) as { msg?: string; url?: string };
-      if (entry.msg === 'vigil gateway listening' && entry.url) resolve(entry.url);
-    } catch {
-      // not a log line
-    }
-  });
-  gateway.once('exit', (code) => reject(new Error(`gateway exited with ${code}`)));
-});
+// The gateway process starts in the working directory: the checkout being measured.
+process.chdir(gatewayDir);
+const gateway = await startGateway('hostile', { ADMIN_TOKEN: adminToken, NODE_ENV: 'production', DATABASE_URL: database?.url ?? '', REDIS_URL: '' });
+const baseUrl = gateway.url;
 
 const rssMiB = () => {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${gateway.pid}/status`, 'utf8'));
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${gateway.proc.pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
 };
 
@@ -84,10 +69,10 @@ try {
     ingestPaths.push(((await res.json()) as { ingestPath: string }).ingestPath);
   }
 
-  // The hostile body: an alert part without Content-Disposition padded to `bytes`, as a picture part would be.
+  // The hostile body: one part without Content-Disposition, an alert padded to `bytes` (the shape that hung busboy).
   const alert = `<?xml version="1.0" encoding="UTF-8"?>\r\n<EventNotificationAlert version="2.0" xmlns="http://www.hikvision.com/ver20/XMLSchema">\r\n<channelID>1</channelID>\r\n<dateTime>2026-11-21T10:00:00Z</dateTime>\r\n<activePostCount>1</activePostCount>\r\n<eventType>VMD</eventType>\r\n<eventState>active</eventState>\r\n</EventNotificationAlert>\r\n`;
-  const head = Buffer.from(`--b\r\nContent-Type: application/xml\r\n\r\n${alert}--b\r\nContent-Type: image/jpeg\r\n\r\n`, 'latin1');
-  const tail = Buffer.from('\r\n--b--\r\n', 'latin1');
+  const head = Buffer.from(`--b\r\nContent-Type: application/xml\r\n\r\n${alert}<!-- `, 'latin1');
+  const tail = Buffer.from(' -->\r\n--b--\r\n', 'latin1');
   const body = Buffer.concat([head, Buffer.alloc(Math.max(0, bytes - head.length - tail.length), 0x61), tail]);
   const sentBody = mode === 'slow' ? body.subarray(0, body.length - 1) : body;
 
@@ -156,8 +141,6 @@ try {
     ),
   );
 } finally {
-  gateway.kill('SIGTERM');
-  await new Promise((r) => gateway.once('exit', r));
-  rmSync(dataDir, { recursive: true, force: true });
+  await gateway.kill('SIGTERM');
   await database?.drop();
 }

@@ -123,7 +123,7 @@ describe('ISAPI door: deadlines and in-flight bounds', () => {
     }
   });
 
-  test('answers 503 at the deadline when the alarm store does not answer, and 200 when only the liveness write hangs', async () => {
+  test('answers 503 at the deadline when the alarm store does not answer, and the decided answer when only the liveness write hangs', async () => {
     const d = await boundDevice();
     const never = new Promise<never>(() => {});
     const stuck = await door({ deadlineMs: 300, alarms: { record: () => never } });
@@ -132,6 +132,10 @@ describe('ISAPI door: deadlines and in-flight bounds', () => {
       assert.equal(await postWithin(`${stuck.url}${d.ingestPath}`, Buffer.from(alertXml({ eventType: 'VMD' })), XML), 503);
       assert.equal(await postWithin(`${seenStuck.url}${d.ingestPath}`, Buffer.from(alertXml({ eventType: 'VMD', channel: 8 })), XML), 200);
       assert.equal((await storedRows(d.id)).length, 1, 'stored by the second door');
+      // Input keeps its 4xx (and a test notification its 200) however long the liveness write takes.
+      const cut = alertXml({ eventType: 'VMD', channel: 9 });
+      assert.equal(await postWithin(`${seenStuck.url}${d.ingestPath}`, Buffer.from(cut.slice(0, cut.indexOf('<eventState>'))), XML), 400);
+      assert.equal(await postWithin(`${seenStuck.url}${d.ingestPath}`, Buffer.from(alertXml({ eventType: 'test' })), XML), 200);
     } finally {
       await stuck.app.close();
       await seenStuck.app.close();

@@ -54,6 +54,8 @@ interface IsapiRequestState {
   bytes: number;
   /** What the alarm store answered, as soon as it did: the deadline answers from it. */
   stored: { outcome: RecordOutcome } | null;
+  /** The answer once it is known while a side update (liveness) still runs: the deadline gives it. */
+  decided: 'ok' | 'bad-request' | null;
   /** Set once the deadline (or the response's end) settled the request: nothing else may answer. */
   over: boolean;
   /** Stops reading the body and drops what was read. */
@@ -178,7 +180,8 @@ export function isapiIngest(opts: IsapiIngestOptions) {
     st.stopReading?.();
     count('timeout');
     log.warn({ deviceId: st.deviceId, phase: st.phase, stored: st.stored?.outcome ?? null, deadlineMs }, 'ISAPI request deadline reached');
-    if (st.stored) ok(reply);
+    if (st.stored || st.decided === 'ok') ok(reply);
+    else if (st.decided === 'bad-request') text(reply, 400, 'Bad Request\n');
     else if (st.phase === 'reading') refuse(reply, 408, 'Request Timeout\n');
     else refuse(reply, 503, 'Service Unavailable\n');
     // The client may still be sending: once the answer is out, drop the connection.
@@ -272,7 +275,7 @@ export function isapiIngest(opts: IsapiIngestOptions) {
         return refuse(reply, 429, 'Too Many Requests\n');
       }
       inFlight.set(deviceId, n + 1);
-      const st: IsapiRequestState = { deviceId, phase: 'reading', bytes: 0, stored: null, over: false };
+      const st: IsapiRequestState = { deviceId, phase: 'reading', bytes: 0, stored: null, decided: null, over: false };
       request.isapi = st;
       const timer = setTimeout(() => onDeadline(request, reply), deadlineMs);
       timer.unref();
@@ -304,6 +307,7 @@ export function isapiIngest(opts: IsapiIngestOptions) {
         count('bad-request');
         warnUndecodable(deviceId, e, contentType, raw);
         // The device is alive, whatever it sent.
+        st.decided = 'bad-request';
         await markSeen(deviceId, false);
         if (!st.over) text(reply, 400, 'Bad Request\n');
         return reply;
@@ -335,6 +339,7 @@ export function isapiIngest(opts: IsapiIngestOptions) {
         }
         count(kind);
       } else {
+        st.decided = 'ok';
         await markSeen(deviceId, false);
         count(kind);
       }
