@@ -124,8 +124,8 @@ describe('poison posts', () => {
     const d = await boundDevice();
     const dev = await connectDevice(t.url, d);
     try {
-      const ids = times.map((_, i) => `poison-${i}`).concat(['not-a-date', 'nul\u0000id', 'lone\ud800id']);
-      ids.forEach((id, i) => dev.send({ type: 'event', id, channel: 20 + i, eventType: 'VMD', state: 'active', at: times[i] ?? (id === 'not-a-date' ? '2026-13-45T99:00:00Z' : '2026-11-21T10:00:00Z'), description: i === ids.length - 1 ? 'bad\ud800text' : 'x' }));
+      const ids = times.map((_, i) => `poison-${i}`).concat(['nul\u0000id', 'lone\ud800id']);
+      ids.forEach((id, i) => dev.send({ type: 'event', id, channel: 20 + i, eventType: 'VMD', state: 'active', at: times[i] ?? '2026-11-21T10:00:00Z', description: i === ids.length - 1 ? 'bad\ud800text' : 'x' }));
       for (const id of ids) await dev.waitFrame((f) => f.type === 'ack' && f.id === id, `ack of ${JSON.stringify(id)}`);
       assert.equal(dev.ws.readyState, dev.ws.OPEN);
       // Resent after a reconnect: acked again, stored once.

@@ -98,8 +98,11 @@ const eventFrame = z.object({
   channel: z.number().int().min(0).max(2_147_483_647).default(1),
   eventType: text(64),
   state: z.enum(['active', 'inactive']).default('active'),
-  // A time that does not parse is stored as unknown, not refused: a refused event is resent forever.
-  at: z.string().max(64).nullish(),
+  at: z
+    .string()
+    .max(64)
+    .refine((v) => !Number.isNaN(Date.parse(v)), 'not a date')
+    .nullish(),
   description: z.string().max(500).nullish(),
   region: text(64).nullish(),
 });
@@ -117,13 +120,6 @@ const clean = (s: string | null | undefined) => {
   const v = s?.replace(CONTROL, '').trim();
   return v ? v : null;
 };
-
-/** The event's `at`, or null when absent or unparseable (the store also treats a time it cannot hold as unknown). */
-function deviceTimeOf(at: string | null | undefined): Date | null {
-  if (!at) return null;
-  const ms = Date.parse(at);
-  return Number.isNaN(ms) ? null : new Date(ms);
-}
 
 interface LiveConnection {
   conn: DeviceTransport;
@@ -389,7 +385,7 @@ export function createDeviceRegistry(opts: RegistryOptions) {
           state: f.state,
           channel: f.channel,
           regionId: clean(f.region),
-          deviceTime: deviceTimeOf(f.at),
+          deviceTime: f.at ? new Date(f.at) : null,
           activePostCount: 0,
           description: clean(f.description),
           channelName: null,
