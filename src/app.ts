@@ -19,6 +19,7 @@ import { aesGcmSecretBox, createSecondFactorVerifier, createTotpService } from '
 import type { Config } from './config';
 import { openDb, type DbHandle } from './db/index';
 import {
+  createClaimService,
   createDeviceRegistry,
   createDeviceService,
   createDeviceWsServer,
@@ -48,6 +49,7 @@ import { createAccessCache } from './streams/live/access-cache';
 import { createAlarmTailer } from './streams/live/alarm-tail';
 import { createLiveService } from './streams/live/live.service';
 import { createEventBus, type EventBus } from './streams/bus/event-bus';
+import { createLeasedJob } from './streams/bus/lease';
 import { createRetentionJob } from './streams/alarms/retention';
 
 export interface AppOverrides {
@@ -229,10 +231,27 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     bus,
     // Seam for the connection registry (issue 4): replace with its implementation.
     commands: overrides.deviceCommands ?? registryCommands,
+    // Reclaim: an unbind completes a pending claim, a transfer carries it (runs only after `claims` exists).
+    bindingHooks: { bindingsEnded: (tx, ended, now) => claims.bindingHooks.bindingsEnded(tx, ended, now) },
     confirmPassword: auth.confirmPassword,
     onOutbox: delivery.kick,
     log: log.child({ component: 'devices' }),
   });
+  const claims = createClaimService({
+    db,
+    clock,
+    limiters,
+    bus,
+    commands: overrides.deviceCommands ?? registryCommands,
+    devices,
+    windowS: config.reclaimWindowS,
+    publicUrl: config.publicUrl,
+    onOutbox: delivery.kick,
+    log: log.child({ component: 'claims' }),
+  });
+  // Due claims complete on whichever node holds the lease (each claim exactly once regardless).
+  const claimIntervalMs = Math.min(60_000, Math.max(1000, config.reclaimWindowS * 100));
+  workers.push(createLeasedJob(db, { name: 'reclaim', holder: config.nodeId, intervalMs: claimIntervalMs, clock, log, run: async () => void (await claims.completeDue()) }));
   const provisioning = createProvisioningService({ db, clock });
   const adminToken = loadAdminToken(config.adminToken, config.dataDir);
   const alarms = createAlarmService({ clock, store: alarmStore, quietEndS: config.alarmQuietEndS });
@@ -245,7 +264,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     { start: () => accessCache.start(), stop: () => accessCache.stop() },
     { start: () => live.start(), stop: () => live.stop() },
   );
-  const builtServices: Services = { auth, totp, apiKeys, passwordReset, devices, alarms, live };
+  const builtServices: Services = { auth, totp, apiKeys, passwordReset, devices, claims, alarms, live };
   const services = overrides.services ? overrides.services(builtServices) : builtServices;
 
   const schema = await buildGraphqlSchema();

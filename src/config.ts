@@ -63,6 +63,7 @@ const envSchema = z.object({
   WS_GROUPING: z.enum(['true', 'false', '1', '0']).default('true').transform((v) => v === 'true' || v === '1'),
   GRAPHQL_EXECUTOR: z.enum(['jit', 'graphql-js']).default('jit'),
   ARGON2_CONCURRENCY: z.coerce.number().int().min(0).max(64).optional(),
+  RECLAIM_WINDOW_S: positiveInt.default(7 * 86_400),
   TRUST_PROXY: z.enum(['true', 'false', '1', '0']).default('false').transform((v) => v === 'true' || v === '1'),
 });
 
@@ -133,6 +134,8 @@ export interface Config {
   refreshTokenTtlS: number;
   alarmQuietEndS: number;
   alarmRetentionDays: number;
+  /** The owner's objection window for a device claim (reclaim), in seconds. */
+  reclaimWindowS: number;
 }
 
 /**
@@ -196,5 +199,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     refreshTokenTtlS: e.REFRESH_TOKEN_TTL_S,
     alarmQuietEndS: e.ALARM_QUIET_END_S,
     alarmRetentionDays: e.ALARM_RETENTION_DAYS,
+    reclaimWindowS: e.RECLAIM_WINDOW_S,
   };
 }

@@ -39,12 +39,31 @@ export interface DeviceCommands {
 /** The seam's default: no registry yet, so there is no one to tell. */
 export const noDeviceCommands: DeviceCommands = { sendUnbind: () => {} };
 
+/** A binding that an unbind or a transfer ended; `next` is the transfer's new binding. */
+export interface EndedBinding {
+  deviceId: string;
+  bindingId: string;
+  reason: 'unbind' | 'transfer';
+  next: { bindingId: string; ownerId: string } | null;
+}
+
+/**
+ * What else happens when bindings end, inside the same transaction (reclaim: an unbind completes a
+ * pending claim at once, a transfer carries it to the new owner). Returns what to run once the
+ * transaction has committed (publishing, nudging the outbox); that part must not throw.
+ */
+export interface BindingHooks {
+  bindingsEnded(tx: Db, ended: readonly EndedBinding[], now: Date): Promise<() => void>;
+}
+
 export interface DeviceServiceDeps {
   db: Db;
   clock: () => Date;
   limiters: LimiterFactory;
   bus: EventBus;
   commands: DeviceCommands;
+  /** Default: none. */
+  bindingHooks?: BindingHooks;
   /** Step-up check with the account password (auth.confirmPassword): throws INVALID_CREDENTIALS or RATE_LIMITED. */
   confirmPassword(userId: string, password: unknown, meta: RequestMeta): Promise<unknown>;
   /** Nudges the outbox worker after a commit that queued messages. */
@@ -197,6 +216,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
   const bindByDevice = deps.limiters.create('bind-device', BIND_ATTEMPTS, BIND_WINDOW_S);
   const bindByAccount = deps.limiters.create('bind-account', BIND_ATTEMPTS, BIND_WINDOW_S);
   const unknownGrantee = deps.limiters.create('share-unknown-grantee', UNKNOWN_GRANTEE_ATTEMPTS, 3600);
+  const hooks = deps.bindingHooks ?? { bindingsEnded: async () => () => {} };
 
   /** Publishes after a commit; the bus being down must not undo a committed change. */
   function publishAccess(payload: AccessChangedPayload) {
@@ -224,6 +244,21 @@ export function createDeviceService(deps: DeviceServiceDeps) {
       if (!waitAccount) await bindByAccount.refund(accountKey);
       throw CommonError.rateLimited(Math.max(waitDevice, waitAccount));
     }
+  }
+
+  /**
+   * The label code proves possession: bindDevice and claimDevice (reclaim) share this check and its
+   * limits. Throws INVALID_VERIFICATION_CODE for a wrong code or an unknown serial, RATE_LIMITED.
+   */
+  async function provePossession(c: Caller, serial: string, verificationCode: string) {
+    await chargeBindAttempt(`serial:${serial}`, `user:${c.userId}`);
+    const device = await store.findDeviceForBinding(db, serial);
+    // A malformed code cannot match anything; it needs no hashing to say so and reveals nothing about the serial.
+    const ok = /^[A-Z]{6}$/.test(verificationCode) && (await verifyLabelCode(device?.verificationCodeHash ?? null, verificationCode));
+    if (!ok || !device) throw new DeviceError('INVALID_VERIFICATION_CODE', 'The serial or the verification code is wrong');
+    // A right code is not a guess: it does not count against the limits.
+    await Promise.all([bindByDevice.refund(`serial:${serial}`), bindByAccount.refund(`user:${c.userId}`)]);
+    return { id: device.id, serial: device.serial, model: device.model };
   }
 
   async function viewById(userId: string, deviceId: string): Promise<DeviceView | null> {
@@ -324,9 +359,11 @@ export function createDeviceService(deps: DeviceServiceDeps) {
         }));
         await enqueueAll(tx, [...ownerNotices, ...shareEndedNotices(endedShares, users, 'unbound')]);
       }
-      return { outcomes, unbound, endedShares };
+      const afterHooks = await hooks.bindingsEnded(tx, unbound.map((d) => ({ deviceId: d.id, bindingId: d.bindingId, reason: 'unbind', next: null })), now);
+      return { outcomes, unbound, endedShares, afterHooks };
     });
 
+    done.afterHooks();
     if (done.unbound.length) deps.onOutbox();
     for (const d of done.unbound) {
       publishAccess({ deviceId: d.id, userIds: [c.userId, ...done.endedShares.filter((e) => e.device.id === d.id).map((e) => e.share.granteeId)] });
@@ -352,13 +389,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
     async bindDevice(caller: Caller | null, serial: unknown, verificationCode: unknown, name: unknown): Promise<DeviceView> {
       const c = requireCaller(caller, 'DEVICES_WRITE');
       const v = parseInput(bindInput, { serial, verificationCode, name });
-      await chargeBindAttempt(`serial:${v.serial}`, `user:${c.userId}`);
-      const device = await store.findDeviceForBinding(db, v.serial);
-      // A malformed code cannot match anything; it needs no hashing to say so and reveals nothing about the serial.
-      const ok = /^[A-Z]{6}$/.test(v.verificationCode) && (await verifyLabelCode(device?.verificationCodeHash ?? null, v.verificationCode));
-      if (!ok || !device) throw new DeviceError('INVALID_VERIFICATION_CODE', 'The serial or the verification code is wrong');
-      // A right code is not a guess: it does not count against the limits.
-      await Promise.all([bindByDevice.refund(`serial:${v.serial}`), bindByAccount.refund(`user:${c.userId}`)]);
+      const device = await provePossession(c, v.serial, v.verificationCode);
 
       const bindingName = v.name ?? defaultName(device);
       let created = false;
@@ -385,6 +416,13 @@ export function createDeviceService(deps: DeviceServiceDeps) {
       // Unbound again between our commit and this read: as if someone else had it.
       if (!view) throw new DeviceError('ALREADY_BOUND', 'This device is bound to another account');
       return view;
+    },
+
+    /** The label-code check of bindDevice with its limits, for claimDevice: the device proven to be in the caller's hands. */
+    async checkLabelCode(caller: Caller | null, serial: unknown, verificationCode: unknown) {
+      const c = requireCaller(caller, 'DEVICES_WRITE');
+      const v = parseInput(bindInput.omit({ name: true }), { serial, verificationCode });
+      return { caller: c, device: await provePossession(c, v.serial, v.verificationCode) };
     },
 
     /** A page of the caller's devices, owned and shared (unexpired), oldest binding first. */
@@ -587,9 +625,11 @@ export function createDeviceService(deps: DeviceServiceDeps) {
           })),
           ...shareEndedNotices(endedShares, users, 'transferred'),
         ]);
-        return { targetId: target.id, endedShares };
+        const afterHooks = await hooks.bindingsEnded(tx, [{ deviceId, bindingId: view.bindingId, reason: 'transfer', next: { bindingId: next.id, ownerId: target.id } }], now);
+        return { targetId: target.id, endedShares, afterHooks };
       });
 
+      done.afterHooks();
       deps.onOutbox();
       publishAccess({ deviceId, userIds: [c.userId, done.targetId, ...done.endedShares.map((e) => e.share.granteeId)] });
       await sendUnbind(deviceId);
