@@ -379,7 +379,9 @@ export function createDeviceRegistry(opts: RegistryOptions) {
           details: { eventId: String(f.id) },
         });
       } catch (err) {
-        // Not acked: the device keeps the event and resends it after reconnecting.
+        // Not acked: the device keeps the event and resends it after reconnecting. Only a database
+        // fault gets here: the store takes any frame that passed the schema (a time it cannot hold
+        // becomes unknown, text it refuses is cleaned), so no input earns a resend loop.
         log.error({ err, deviceId: current.deviceId }, 'could not store a device event');
         return closeWith(CloseCode.InternalError, 'event not stored; resend');
       }
