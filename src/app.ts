@@ -226,6 +226,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     db,
     clock,
     limiters,
+    limits: config.limits,
     bus,
     // Seam for the connection registry (issue 4): replace with its implementation.
     commands: overrides.deviceCommands ?? registryCommands,

@@ -49,6 +49,9 @@ const envSchema = z.object({
   RESET_MAX_PER_LOGIN: positiveInt.default(3),
   RESET_MAX_PER_IP: positiveInt.default(20),
   RESET_WINDOW_S: positiveInt.default(60 * 60),
+  BIND_MAX_PER_DEVICE: positiveInt.default(200),
+  BIND_MAX_PER_ACCOUNT: positiveInt.default(20),
+  BIND_MAX_PER_SOURCE: positiveInt.default(50),
   RESET_CODE_MAX_PER_DAY: positiveInt.default(5),
   RESET_CODE_MAX_PER_30_DAYS: positiveInt.default(30),
   ACCESS_TOKEN_TTL_S: z.coerce.number().int().min(30).max(15 * 60).default(15 * 60),
@@ -112,6 +115,13 @@ export interface Config {
     resetPerLogin: number;
     resetPerIp: number;
     resetWindowS: number;
+    /**
+     * Wrong label codes per day: per device from everyone (the ceiling that keeps the 26^6 codes
+     * unguessable), per calling account, per source. Per (account, device), 5 pass, then each waits.
+     */
+    bindPerDevice: number;
+    bindPerAccount: number;
+    bindPerSource: number;
     /** Wrong reset codes per account per day and per 30 days; beyond, only the mailed link works. */
     resetCodePerDay: number;
     resetCodePer30Days: number;
@@ -195,6 +205,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       resetPerLogin: e.RESET_MAX_PER_LOGIN,
       resetPerIp: e.RESET_MAX_PER_IP,
       resetWindowS: e.RESET_WINDOW_S,
+      bindPerDevice: e.BIND_MAX_PER_DEVICE,
+      bindPerAccount: e.BIND_MAX_PER_ACCOUNT,
+      bindPerSource: e.BIND_MAX_PER_SOURCE,
       resetCodePerDay: e.RESET_CODE_MAX_PER_DAY,
       resetCodePer30Days: e.RESET_CODE_MAX_PER_30_DAYS,
       registerPerIpPerHour: e.REGISTER_MAX_PER_IP,
