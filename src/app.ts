@@ -36,6 +36,7 @@ import { formatGraphqlError } from './graphql/errors';
 import { jitGateway } from './graphql/jit-executor';
 import { serveGraphqlWs } from './graphql/live/graphql-ws';
 import { createMetrics, type Metrics } from './http/metrics';
+import { clientAddressOf } from './lib/client-address';
 import { limiterFactory } from './lib/rate-limit';
 import { sha256 } from './lib/secrets';
 import { createDeliveryWorker, transportsFor } from './notify/index';
@@ -417,7 +418,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     maxBufferedBytes: config.limits.wsBufferedBytes,
     connectionInitTimeoutMs: config.limits.wsInitTimeoutMs,
     grouping: config.wsGrouping,
-    clientIp: (req) => req.socket.remoteAddress ?? 'unknown',
+    clientIp: clientAddressOf(config.trustProxy),
   });
   graphqlWss.on('connection', (socket) => {
     sockets.add(socket);
@@ -439,7 +440,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     });
   });
   upgrades.set('/graphql', (req, socket, head) => graphqlWss.handleUpgrade(req, socket, head, (ws) => graphqlWss.emit('connection', ws, req)));
-  const deviceWs = createDeviceWsServer({ registry, log, metrics });
+  const deviceWs = createDeviceWsServer({ registry, log, metrics, clientAddress: clientAddressOf(config.trustProxy) });
   upgrades.set('/devices/ws', deviceWs.handleUpgrade);
   fastify.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const pathname = new URL(req.url ?? '/', 'http://x').pathname;
