@@ -153,7 +153,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const db = dbHandle.db;
   const workers: Worker[] = [];
   // Outbox delivery; services kick it after committing a transaction that queued messages.
-  const delivery = createDeliveryWorker({ db, clock, log, transports: transportsFor(config, log) });
+  // Reset codes and links are sealed in the outbox with a key that is not in the database.
+  const outboxBox = aesGcmSecretBox(deriveSecretKey(signingKey, 'outbox-secrets v1'));
+  const delivery = createDeliveryWorker({ db, clock, log, transports: transportsFor(config, log), box: outboxBox });
   workers.push(delivery);
 
   // TOTP secrets must stay reversible, so they are encrypted at rest with a key derived from the signing key.
@@ -189,6 +191,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     publicUrl: config.publicUrl,
     codeKey: deriveSecretKey(signingKey, 'password-reset-codes v1'),
     auth,
+    outboxBox,
     onOutbox: delivery.kick,
   });
   workers.push(passwordReset.worker);

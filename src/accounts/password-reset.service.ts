@@ -7,7 +7,7 @@ import { sourceKey } from '../lib/client-address';
 import type { LimiterFactory } from '../lib/rate-limit';
 import { randomDigits, randomToken, safeEqual, sha256 } from '../lib/secrets';
 import { loginSchema, parseInput, type Login } from '../lib/validate';
-import { contactsOf, enqueueMessage } from '../notify/index';
+import { contactsOf, enqueueMessage, sealedBody, type SecretBox } from '../notify/index';
 import { AccountError } from './account.errors';
 import type { AuthService, RequestMeta, UserRow } from './auth.service';
 import { assertPasswordPolicy, hashPassword, PASSWORD_MAX } from './password';
@@ -38,6 +38,8 @@ export interface PasswordResetDeps {
    */
   codeKey: Buffer;
   auth: Pick<AuthService, 'findUserByLogin' | 'revokeAllSessions' | 'clearLoginFailures'>;
+  /** Seals the code and link in the stored message (the delivery worker opens it with the same box). */
+  outboxBox: SecretBox;
   /** Nudges the outbox worker after a commit that queued messages. */
   onOutbox: () => void;
 }
@@ -78,24 +80,26 @@ export function createPasswordResetService(deps: PasswordResetDeps) {
   const codeHash = (resetId: string, code: string) => createHmac('sha256', deps.codeKey).update(`${resetId}:${code}`).digest('hex');
   const invalid = () => new AccountError('INVALID_RESET_CODE', 'The reset code or link is invalid or has expired');
 
+  /** The message with `{{code}}` and `{{link}}` for the secrets, which are sealed apart (notify's sealedBody). */
   function resetMessage(login: Login, token: string, code: string) {
-    const link = `${deps.publicUrl}/reset?token=${token}`;
+    const secrets = { code, link: `${deps.publicUrl}/reset?token=${token}` };
+    const sealed = (template: string) => sealedBody(deps.outboxBox, login.value, template, secrets);
     if (login.kind === 'phone') {
-      return { subject: 'Vigil password reset', body: `Vigil password reset code: ${code}\nOr open ${link}\nValid 15 minutes. Not you? Ignore this.` };
+      return { subject: 'Vigil password reset', body: sealed('Vigil password reset code: {{code}}\nOr open {{link}}\nValid 15 minutes. Not you? Ignore this.') };
     }
     return {
       subject: 'Reset your Vigil password',
-      body: [
+      body: sealed([
         'Someone, hopefully you, asked to reset the password of your Vigil account.',
         '',
-        `Your code: ${code}`,
+        'Your code: {{code}}',
         '',
         'Or open this link:',
-        link,
+        '{{link}}',
         '',
         'The code and the link work once and expire in 15 minutes. If you did not ask for this,',
         'ignore this message: your password stays as it is.',
-      ].join('\n'),
+      ].join('\n')),
     };
   }
 
