@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Db } from '../db/index';
-import { claimDueMessages, markMessageFailed, markMessageSent, openBody, REMOVED_SECRET, scheduleMessageRetry, type ClaimedMessage, type SecretBox } from './outbox';
+import { claimDueMessages, DISCARDED_KIND, dropDiscardedMessage, markMessageFailed, markMessageSent, openBody, REMOVED_SECRET, scheduleMessageRetry, type ClaimedMessage, type SecretBox } from './outbox';
 import type { Transports } from './transports';
 
 export interface DeliveryWorkerOptions {
@@ -75,6 +75,10 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     }
     // Secrets leave the database only to be sent; what stays after is the redacted text.
     const kept = opened.redacted ?? undefined;
+    if (m.kind === DISCARDED_KIND) {
+      await dropDiscardedMessage(db, m.id);
+      return undefined;
+    }
     try {
       if (!transport) throw new Error(`no transport for channel ${m.channel}`);
       await transport.send({ ...m, body: opened.text });

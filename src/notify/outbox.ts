@@ -17,6 +17,12 @@ export interface ClaimedMessage extends OutboxMessage {
   attempts: number;
 }
 
+/**
+ * The kind of a message queued only so that a request without an account costs what one with an
+ * account does (password reset): claimed like any other, never sent, deleted once claimed.
+ */
+export const DISCARDED_KIND = 'discarded';
+
 /** Seals secrets at rest (accounts' AES-256-GCM box, keyed from the signing key, which is not in the database). */
 export interface SecretBox {
   seal(plain: string, aad: string): string;
@@ -109,6 +115,11 @@ export async function claimDueMessages(db: Db, now: Date, limit: number, leaseUn
       );
     return rows.map((r) => ({ ...r, channel: r.channel as Channel, attempts: r.attempts + 1 }));
   });
+}
+
+/** Deletes a claimed DISCARDED_KIND message, which is never sent. */
+export async function dropDiscardedMessage(db: Db, id: number): Promise<void> {
+  await db.delete(tables.outbox).where(and(eq(tables.outbox.id, id), eq(tables.outbox.kind, DISCARDED_KIND)));
 }
 
 /** Marks the message sent; `body` replaces the stored one (a sealed body's redacted text). */
