@@ -45,10 +45,10 @@ const envSchema = z.object({
   // Limiter windows stay under 20 days: the in-memory store times keys out with a 32-bit setTimeout.
   LOGIN_ACCOUNT_WINDOW_S: positiveInt.max(20 * 86_400).default(7 * 86_400),
   LOGIN_MAX_PER_IP: positiveInt.default(100),
-  LOGIN_WINDOW_S: positiveInt.default(60 * 60),
+  LOGIN_WINDOW_S: positiveInt.max(20 * 86_400).default(60 * 60),
   RESET_MAX_PER_LOGIN: positiveInt.default(3),
   RESET_MAX_PER_IP: positiveInt.default(20),
-  RESET_WINDOW_S: positiveInt.default(60 * 60),
+  RESET_WINDOW_S: positiveInt.max(20 * 86_400).default(60 * 60),
   BIND_MAX_PER_DEVICE: positiveInt.default(200),
   BIND_MAX_PER_ACCOUNT: positiveInt.default(20),
   BIND_MAX_PER_SOURCE: positiveInt.default(50),
