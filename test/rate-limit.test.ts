@@ -65,3 +65,12 @@ describe('progressive delay in Redis', { skip: hasRedis ? false : 'skipped: no R
     return [make(), make()];
   }, true);
 });
+
+test('refuses limiter windows the in-memory store would expire at once, in the factory and in the configuration', async () => {
+  const { loadConfig, ConfigError } = await import('../src/config');
+  const f = limiterFactory(undefined, 'long:');
+  // setTimeout's 32-bit delay: a 30-day key would expire after 1 ms, so the limit would never hold.
+  assert.throws(() => f.create('long', 10, 30 * 86_400), /would expire at once/);
+  assert.doesNotThrow(() => f.create('ok', 10, 20 * 86_400));
+  assert.throws(() => loadConfig({ LOGIN_ACCOUNT_WINDOW_S: String(30 * 86_400) }), (e: unknown) => e instanceof ConfigError && /LOGIN_ACCOUNT_WINDOW_S/.test(e.message));
+});
