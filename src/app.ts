@@ -37,6 +37,7 @@ import { registerGraphqlRoute } from './http/graphql.route';
 import { registerHealthRoutes } from './http/health.routes';
 import { routeUpgrades, type UpgradeHandler } from './http/upgrade-router';
 import { createMetrics, type Metrics } from './http/metrics';
+import { clientAddressOf } from './lib/client-address';
 import { limiterFactory } from './lib/rate-limit';
 import { createDeliveryWorker, transportsFor } from './notify/index';
 import { buildGraphqlSchema } from './resolvers/index';
@@ -150,7 +151,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const db = dbHandle.db;
   const workers: Worker[] = [];
   // Outbox delivery; services kick it after committing a transaction that queued messages.
-  const delivery = createDeliveryWorker({ db, clock, log, transports: transportsFor(config, log) });
+  // Reset codes and links are sealed in the outbox with a key that is not in the database.
+  const outboxBox = aesGcmSecretBox(deriveSecretKey(signingKey, 'outbox-secrets v1'));
+  const delivery = createDeliveryWorker({ db, clock, log, transports: transportsFor(config, log), box: outboxBox });
   workers.push(delivery);
 
   // TOTP secrets must stay reversible, so they are encrypted at rest with a key derived from the signing key.
@@ -186,6 +189,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     publicUrl: config.publicUrl,
     codeKey: deriveSecretKey(signingKey, 'password-reset-codes v1'),
     auth,
+    outboxBox,
     onOutbox: delivery.kick,
   });
   workers.push(passwordReset.worker);
@@ -223,6 +227,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     db,
     clock,
     limiters,
+    limits: config.limits,
     bus,
     // Seam for the connection registry (issue 4): replace with its implementation.
     commands: overrides.deviceCommands ?? registryCommands,
@@ -322,7 +327,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     maxBufferedBytes: config.limits.wsBufferedBytes,
     connectionInitTimeoutMs: config.limits.wsInitTimeoutMs,
     grouping: config.wsGrouping,
-    clientIp: (req) => req.socket.remoteAddress ?? 'unknown',
+    clientIp: clientAddressOf(config.trustProxy),
   });
   graphqlWss.on('connection', (socket) => {
     sockets.add(socket);
@@ -333,7 +338,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       metrics.openWebSockets.dec({ endpoint: 'graphql' });
     });
   });
-  const deviceWs = createDeviceWsServer({ registry, log, metrics });
+  const deviceWs = createDeviceWsServer({ registry, log, metrics, clientAddress: clientAddressOf(config.trustProxy) });
   const upgrades = new Map<string, UpgradeHandler>([
     ['/graphql', (req, socket, head) => graphqlWss.handleUpgrade(req, socket, head, (ws) => graphqlWss.emit('connection', ws, req))],
     ['/devices/ws', deviceWs.handleUpgrade],
