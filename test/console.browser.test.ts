@@ -14,9 +14,9 @@ import { CONSOLE_DIST_DIR } from '../src/http/pages.routes';
 import { ConfirmTotpDocument, EnableTotpDocument, RegisterDocument } from './generated/graphql';
 import { connectDevice, fixture, isapiPost } from './helpers/alarms-fixtures';
 import { chromiumSkip, ensureBuilt, failWithoutChromiumOnCi, launchChromium } from './helpers/chromium';
-import { outboxFor, provisionAndBind, provisionDevice, registerUser, seedBoundDevices, type TestUser } from './helpers/devices';
+import { provisionAndBind, provisionDevice, registerUser, seedBoundDevices, type TestUser } from './helpers/devices';
 import { expectData, OTHER_STRONG_PASSWORD, startApp, STRONG_PASSWORD, waitFor, type TestApp } from './helpers/harness';
-import { readResetMessage } from './helpers/mail-catchers';
+import { readResetMessage, startSmtpCatcher, type CaughtMessage, type SmtpCatcher } from './helpers/mail-catchers';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const outDir = path.join(root, 'test-output');
@@ -27,6 +27,8 @@ failWithoutChromiumOnCi();
 
 describe('web console in Chromium', { skip: chromiumSkip }, () => {
   let t: TestApp;
+  /** The mails the gateway sends (outbox rows keep codes and links only sealed, then not at all). */
+  let mail: SmtpCatcher;
   let context: BrowserContext;
   let browser: Awaited<ReturnType<typeof launchChromium>>;
   const urls: string[] = [];
@@ -35,7 +37,8 @@ describe('web console in Chromium', { skip: chromiumSkip }, () => {
   before(async () => {
     ensureBuilt(path.join(CONSOLE_DIST_DIR, 'index.html'), 'build-console.mjs');
     // This file registers a dozen accounts and asks for several resets from one address.
-    t = await startApp({ env: { PUBLIC_URL, REGISTER_MAX_PER_IP: '1000', RESET_MAX_PER_IP: '1000' } });
+    mail = await startSmtpCatcher();
+    t = await startApp({ env: { PUBLIC_URL, SMTP_URL: mail.url, REGISTER_MAX_PER_IP: '1000', RESET_MAX_PER_IP: '1000' } });
     browser = await launchChromium({ width: 1280, height: 800 });
     context = browser.context;
     // Everything waited for here happens within a few seconds; fail fast and say what was missing.
@@ -46,6 +49,7 @@ describe('web console in Chromium', { skip: chromiumSkip }, () => {
   after(async () => {
     await browser?.close();
     await t?.stop();
+    await mail?.stop();
     // Nothing came from another host, and the CSP refused nothing the pages needed.
     const foreign = urls.filter((u) => !u.startsWith(t.url) && !u.startsWith(t.url.replace('http', 'ws')) && !u.startsWith('data:'));
     assert.deepEqual(foreign, []);
@@ -85,10 +89,11 @@ describe('web console in Chromium', { skip: chromiumSkip }, () => {
     if (process.env.UPDATE_DOCS_SCREENSHOT || !existsSync(docsShot)) await page.screenshot({ path: docsShot });
   }
 
-  const latestReset = async (login: string) => {
-    const rows = (await outboxFor(t, login)).filter((r) => r.kind === 'password-reset');
-    assert.ok(rows.length > 0, `no reset message to ${login}`);
-    return readResetMessage(rows.at(-1)!.body, PUBLIC_URL);
+  /** The newest reset mail to `login`, as its reader sees it. */
+  const resetMail = async (login: string) => {
+    const isReset = (x: CaughtMessage) => x.to === login && x.body.includes('/reset?token=');
+    await mail.waitForMessage(isReset);
+    return readResetMessage(mail.messages.filter(isReset).at(-1)!.body, PUBLIC_URL);
   };
 
   test('resets the password from the mail link, cleans the address bar and refuses the link twice', async () => {
@@ -98,8 +103,7 @@ describe('web console in Chromium', { skip: chromiumSkip }, () => {
     await page.getByLabel('Email or phone').fill(user.email);
     await page.getByRole('button', { name: 'Send reset code' }).click();
     await page.getByLabel('Code').waitFor();
-    const message = await waitFor(() => outboxFor(t, user.email).then((rows) => rows.find((r) => r.kind === 'password-reset')), 5000, 'the reset mail in the outbox');
-    const { link, token } = readResetMessage(message.body, PUBLIC_URL);
+    const { link, token } = await resetMail(user.email);
     const target = link.slice(PUBLIC_URL.length);
 
     const linkPage = await open(target);
@@ -142,8 +146,7 @@ describe('web console in Chromium', { skip: chromiumSkip }, () => {
     await page.getByLabel('Email or phone').fill(user.email);
     await page.getByRole('button', { name: 'Send reset code' }).click();
     await page.getByLabel('Code').waitFor();
-    const first = await waitFor(() => outboxFor(t, user.email).then((rows) => rows.find((r) => r.kind === 'password-reset')), 5000, 'the reset mail');
-    const { code } = readResetMessage(first.body, PUBLIC_URL);
+    const { code } = await resetMail(user.email);
     await page.getByLabel('Code').fill(code === '000000' ? '111111' : '000000');
     await page.getByLabel('New password', { exact: true }).fill(OTHER_STRONG_PASSWORD);
     await page.getByLabel('Confirm new password').fill(OTHER_STRONG_PASSWORD);
@@ -152,7 +155,6 @@ describe('web console in Chromium', { skip: chromiumSkip }, () => {
     await page.getByLabel('Code').fill(code);
     await page.getByRole('button', { name: 'Reset password' }).click();
     await page.getByRole('status').getByText(/Password changed/).waitFor();
-    assert.equal((await latestReset(user.email)).code, code);
     await page.close();
   });
 
