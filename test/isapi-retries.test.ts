@@ -140,7 +140,26 @@ describe('poison posts', () => {
   });
 });
 
+/**
+ * postgres.js 3.4.9 (and 3.4.10) can throw from a write it deferred on a connection the server
+ * killed (`socket.write` on null in `nextWrite`, porsager/postgres#1154 and #1208): an
+ * uncaughtException outside any query, typically as the pool ends. It is the driver's, not the
+ * door's; here it is taken aside once connections start being killed, so this file judges the
+ * door. Any other uncaught error still fails the file.
+ */
+function setAsideDriverWriteAfterClose() {
+  process.setUncaughtExceptionCaptureCallback((err) => {
+    const known = err instanceof TypeError && /reading 'write'/.test(err.message) && /postgres\/src\/connection\.js/.test(err.stack ?? '');
+    process.stderr.write(`${known ? 'postgres.js write after close (known driver bug), set aside' : 'uncaught'}: ${err.stack ?? String(err)}\n`);
+    if (!known) process.exitCode = 1;
+  });
+}
+
 describe('killed database connections', () => {
+  before(() => {
+    if (hasPostgres) setAsideDriverWriteAfterClose();
+  });
+
   test('answers 200 and stores once when the liveness update dies on a killed connection after the alarm committed', { skip: NEEDS_POSTGRES }, async () => {
     const d = await boundDevice();
     const sql = postgres(database!.url, { max: 1, onnotice: () => {} });
