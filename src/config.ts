@@ -30,6 +30,7 @@ const envSchema = z.object({
   SMS_WEBHOOK_URL: url(['http:', 'https:']).optional(),
   JWT_PRIVATE_KEY: z.string().min(1).optional(),
   ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
+  METRICS_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
   DEVICE_OFFLINE_AFTER_S: positiveInt.default(90),
   DEVICE_HEARTBEAT_S: positiveInt.max(3600).default(30),
   DEVICE_SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
@@ -39,12 +40,21 @@ const envSchema = z.object({
   // Limits beyond DESIGN's table; all optional, with defaults that suit a public deployment.
   BODY_LIMIT_BYTES: positiveInt.default(1024 * 1024),
   ISAPI_BODY_LIMIT_BYTES: positiveInt.default(2 * 1024 * 1024),
-  LOGIN_MAX_PER_ACCOUNT: positiveInt.default(10),
-  LOGIN_MAX_PER_IP: positiveInt.default(50),
-  LOGIN_WINDOW_S: positiveInt.default(15 * 60),
+  // Login and reset limits: README "Limits" says why these numbers.
+  LOGIN_FREE_PER_SOURCE: positiveInt.default(5),
+  LOGIN_MAX_PER_ACCOUNT: positiveInt.default(100),
+  // Limiter windows stay under 20 days: the in-memory store times keys out with a 32-bit setTimeout.
+  LOGIN_ACCOUNT_WINDOW_S: positiveInt.max(20 * 86_400).default(7 * 86_400),
+  LOGIN_MAX_PER_IP: positiveInt.default(100),
+  LOGIN_WINDOW_S: positiveInt.max(20 * 86_400).default(60 * 60),
   RESET_MAX_PER_LOGIN: positiveInt.default(3),
   RESET_MAX_PER_IP: positiveInt.default(20),
-  RESET_WINDOW_S: positiveInt.default(60 * 60),
+  RESET_WINDOW_S: positiveInt.max(20 * 86_400).default(60 * 60),
+  BIND_MAX_PER_DEVICE: positiveInt.default(200),
+  BIND_MAX_PER_ACCOUNT: positiveInt.default(20),
+  BIND_MAX_PER_SOURCE: positiveInt.default(50),
+  RESET_CODE_MAX_PER_DAY: positiveInt.default(5),
+  RESET_CODE_MAX_PER_30_DAYS: positiveInt.default(30),
   ACCESS_TOKEN_TTL_S: z.coerce.number().int().min(30).max(15 * 60).default(15 * 60),
   REFRESH_TOKEN_TTL_S: positiveInt.default(30 * 24 * 3600),
   ALARM_QUIET_END_S: positiveInt.default(10),
@@ -82,6 +92,8 @@ export interface Config {
   smsWebhookUrl: string | undefined;
   jwtPrivateKey: string | undefined;
   adminToken: string | undefined;
+  /** Bearer token `/metrics` requires when set; unset, `/metrics` is open (keep it off the public network then). */
+  metricsToken: string | undefined;
   deviceOfflineAfterS: number;
   /** Heartbeat period told to WebSocket devices; 2.5 of them without a frame is OFFLINE. */
   deviceHeartbeatS: number;
@@ -93,12 +105,30 @@ export interface Config {
   limits: {
     bodyBytes: number;
     isapiBodyBytes: number;
+    /** Failed logins per (account, source) that pass at once; beyond, each waits longer (30 s doubling to 15 min). */
+    loginFreePerSource: number;
+    /**
+     * Failed logins per account from anywhere in `loginAccountWindowS` (NIST SP 800-63B: at most 100
+     * consecutive); beyond, only sources the account has signed in from may try, until a success or a reset.
+     */
     loginPerAccount: number;
+    loginAccountWindowS: number;
+    /** Failed logins per source (an IPv4 address, an IPv6 /64) in `loginWindowS`, across accounts. */
     loginPerIp: number;
     loginWindowS: number;
     resetPerLogin: number;
     resetPerIp: number;
     resetWindowS: number;
+    /**
+     * Wrong label codes per day: per device from everyone (the ceiling that keeps the 26^6 codes
+     * unguessable), per calling account, per source. Per (account, device), 5 pass, then each waits.
+     */
+    bindPerDevice: number;
+    bindPerAccount: number;
+    bindPerSource: number;
+    /** Wrong reset codes per account per day and per 30 days; beyond, only the mailed link works. */
+    resetCodePerDay: number;
+    resetCodePer30Days: number;
     /** Sign-ups per hour per client IP (slows account enumeration through `register`). */
     registerPerIpPerHour: number;
     /** GraphQL-over-HTTP requests per minute per client IP and per bearer credential. */
@@ -108,7 +138,7 @@ export interface Config {
     operationTimeoutMs: number;
     /** Messages per second one GraphQL WebSocket may send before it is closed. */
     wsMessagesPerS: number;
-    /** GraphQL WebSockets one user may hold open on one node (4429 beyond). */
+    /** GraphQL WebSockets one user may hold open on one node (4430 beyond). */
     wsConnectionsPerUser: number;
     wsSubscriptionsPerConnection: number;
     /** Undelivered events one subscription may hold; full for `wsSlowConsumerMs`, its socket is closed 1013 (slow consumer). */
@@ -164,6 +194,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     smsWebhookUrl: e.SMS_WEBHOOK_URL,
     jwtPrivateKey: e.JWT_PRIVATE_KEY,
     adminToken: e.ADMIN_TOKEN,
+    metricsToken: e.METRICS_TOKEN,
     deviceOfflineAfterS: e.DEVICE_OFFLINE_AFTER_S,
     deviceHeartbeatS: e.DEVICE_HEARTBEAT_S,
     deviceSweepIntervalMs: e.DEVICE_SWEEP_INTERVAL_MS,
@@ -173,12 +204,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     limits: {
       bodyBytes: e.BODY_LIMIT_BYTES,
       isapiBodyBytes: e.ISAPI_BODY_LIMIT_BYTES,
+      loginFreePerSource: e.LOGIN_FREE_PER_SOURCE,
       loginPerAccount: e.LOGIN_MAX_PER_ACCOUNT,
+      loginAccountWindowS: e.LOGIN_ACCOUNT_WINDOW_S,
       loginPerIp: e.LOGIN_MAX_PER_IP,
       loginWindowS: e.LOGIN_WINDOW_S,
       resetPerLogin: e.RESET_MAX_PER_LOGIN,
       resetPerIp: e.RESET_MAX_PER_IP,
       resetWindowS: e.RESET_WINDOW_S,
+      bindPerDevice: e.BIND_MAX_PER_DEVICE,
+      bindPerAccount: e.BIND_MAX_PER_ACCOUNT,
+      bindPerSource: e.BIND_MAX_PER_SOURCE,
+      resetCodePerDay: e.RESET_CODE_MAX_PER_DAY,
+      resetCodePer30Days: e.RESET_CODE_MAX_PER_30_DAYS,
       registerPerIpPerHour: e.REGISTER_MAX_PER_IP,
       httpPerIpPerMin: e.HTTP_RATE_PER_IP,
       httpPerTokenPerMin: e.HTTP_RATE_PER_TOKEN,

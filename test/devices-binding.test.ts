@@ -134,53 +134,91 @@ describe('bindDevice', () => {
 });
 
 describe('label code attempts', () => {
-  test('gives RATE_LIMITED after 5 wrong codes from one account, whatever the serial', async () => {
-    const guesser = await registerUser(t, 'guesser');
-    for (let i = 0; i < 5; i++) {
-      expectCode(
-        await t.gql(BindDeviceDocument, { serial: uniqueSerial('GUESS'), verificationCode: 'QWERTY' }, { token: guesser.token }),
-        'INVALID_VERIFICATION_CODE',
-      );
-    }
-    const p = await provisionDevice(t);
-    const limited = expectCode(
-      await t.gql(BindDeviceDocument, { serial: p.serial, verificationCode: p.verificationCode }, { token: guesser.token }),
-      'RATE_LIMITED',
-    );
-    assert.ok((limited.extensions?.retryAfterSeconds ?? 0) > 0);
-    // The device's own budget was not spent by the refused attempt: its owner binds it.
-    expectData(await t.gql(BindDeviceDocument, { serial: p.serial, verificationCode: p.verificationCode }, { token: other.token }));
+  // Its own app: sources named in X-Forwarded-For, budgets small enough to reach.
+  let lt: TestApp;
+  before(async () => {
+    lt = await startApp({ env: { TRUST_PROXY: 'true', BIND_MAX_PER_DEVICE: '12', BIND_MAX_PER_ACCOUNT: '10', BIND_MAX_PER_SOURCE: '30', REGISTER_MAX_PER_IP: '1000' } });
   });
+  after(() => lt.stop());
+  let ipSeq = 0;
+  const freshIp = () => `203.0.113.${++ipSeq}`;
+  const bind = (app: TestApp, serial: string, code: string, token: string, ip = '198.51.100.1') =>
+    app.gql(BindDeviceDocument, { serial, verificationCode: code }, { token, headers: { 'x-forwarded-for': ip } });
 
-  test('gives RATE_LIMITED after 5 wrong codes for one device, whoever sent them', async () => {
+  test('lets the buyer bind after other accounts sent 5 wrong codes for the serial', async () => {
+    // Before: 5 wrong codes on a serial, from anyone, held every account off it for 15 minutes.
     const [a, b] = await Promise.all([registerUser(t, 'guess-a'), registerUser(t, 'guess-b')]);
     const p = await provisionDevice(t);
     const wrong = wrongCode(p.verificationCode);
-    for (const u of [a, a, a, b, b])
-      expectCode(await t.gql(BindDeviceDocument, { serial: p.serial, verificationCode: wrong }, { token: u.token }), 'INVALID_VERIFICATION_CODE');
-    expectCode(await t.gql(BindDeviceDocument, { serial: p.serial, verificationCode: p.verificationCode }, { token: owner.token }), 'RATE_LIMITED');
-    // Account a (3 wrong) may still bind another device.
-    const q = await provisionDevice(t);
-    expectData(await t.gql(BindDeviceDocument, { serial: q.serial, verificationCode: q.verificationCode }, { token: a.token }));
+    for (const u of [a, a, a, b, b]) expectCode(await bind(t, p.serial, wrong, u.token), 'INVALID_VERIFICATION_CODE');
+    expectData(await bind(t, p.serial, p.verificationCode, owner.token));
+  });
+
+  test('slows one account on one device after 5 wrong codes, checking the 6th, without holding others back', async () => {
+    const guesser = await registerUser(lt, 'guesser');
+    const buyer = await registerUser(lt, 'buyer');
+    const p = await provisionDevice(lt);
+    const ip = freshIp();
+    for (let i = 0; i < 6; i++) expectCode(await bind(lt, p.serial, wrongCode(p.verificationCode), guesser.token, ip), 'INVALID_VERIFICATION_CODE');
+    const limited = expectCode(await bind(lt, p.serial, p.verificationCode, guesser.token, ip), 'RATE_LIMITED');
+    const wait = limited.extensions?.retryAfterSeconds ?? 0;
+    assert.ok(wait >= 1 && wait <= 60, `first wait ${wait}s`);
+    expectData(await bind(lt, p.serial, p.verificationCode, buyer.token, freshIp()));
+  });
+
+  test('gives RATE_LIMITED when one account spends its daily budget across devices, and spends no device budget', async () => {
+    const guesser = await registerUser(lt, 'sprayer');
+    const ip = freshIp();
+    for (let i = 0; i < 10; i++) expectCode(await bind(lt, uniqueSerial('GUESS'), 'QWERTY', guesser.token, ip), 'INVALID_VERIFICATION_CODE');
+    const p = await provisionDevice(lt);
+    const limited = expectCode(await bind(lt, p.serial, p.verificationCode, guesser.token, ip), 'RATE_LIMITED');
+    assert.ok((limited.extensions?.retryAfterSeconds ?? 0) > 0);
+    const buyer = await registerUser(lt, 'buyer');
+    expectData(await bind(lt, p.serial, p.verificationCode, buyer.token, freshIp()));
+  });
+
+  test('limits one source failing across accounts, and leaves other sources alone', async () => {
+    const users = await Promise.all([1, 2, 3, 4].map((i) => registerUser(lt, `nat-${i}`)));
+    const ip = freshIp();
+    const p = await provisionDevice(lt);
+    let limited = false;
+    for (let i = 0; i < 31 && !limited; i++) {
+      const r = await bind(lt, uniqueSerial('SPRAY'), 'QWERTY', users[i % 4]!.token, ip);
+      if (r.errors?.[0]?.extensions?.code === 'RATE_LIMITED') limited = true;
+      else expectCode(r, 'INVALID_VERIFICATION_CODE');
+    }
+    assert.ok(limited, 'no RATE_LIMITED after 31 failures from one source');
+    expectData(await bind(lt, p.serial, p.verificationCode, users[0]!.token, freshIp()));
+  });
+
+  test('holds a device past its daily ceiling of wrong codes from everyone, so the code stays unguessable', async () => {
+    const p = await provisionDevice(lt);
+    const wrong = wrongCode(p.verificationCode);
+    for (let u = 0; u < 3; u++) {
+      const guesser = await registerUser(lt, `ring-${u}`);
+      const ip = freshIp();
+      for (let i = 0; i < 4; i++) expectCode(await bind(lt, p.serial, wrong, guesser.token, ip), 'INVALID_VERIFICATION_CODE');
+    }
+    const late = await registerUser(lt, 'late');
+    expectCode(await bind(lt, p.serial, p.verificationCode, late.token, freshIp()), 'RATE_LIMITED');
   });
 
   test('does not count right codes against the limit when an account binds many times', async () => {
     const installer = await registerUser(t, 'installer');
     const p = await provisionDevice(t);
-    for (let i = 0; i < 7; i++)
-      expectData(await t.gql(BindDeviceDocument, { serial: p.serial, verificationCode: p.verificationCode }, { token: installer.token }));
+    for (let i = 0; i < 7; i++) expectData(await bind(t, p.serial, p.verificationCode, installer.token));
   });
 
-  test('cannot slip extra guesses past the limit when they arrive in parallel', async () => {
-    const racer = await registerUser(t, 'racer');
-    const p = await provisionDevice(t);
+  test('cannot slip extra guesses past the delay when they arrive in parallel', async () => {
+    const racer = await registerUser(lt, 'racer');
+    const p = await provisionDevice(lt);
     const wrong = wrongCode(p.verificationCode);
-    const results = await Promise.all(
-      Array.from({ length: 12 }, () => t.gql(BindDeviceDocument, { serial: p.serial, verificationCode: wrong }, { token: racer.token })),
-    );
+    const ip = freshIp();
+    const results = await Promise.all(Array.from({ length: 12 }, () => bind(lt, p.serial, wrong, racer.token, ip)));
     const codes = results.map((r) => r.errors?.[0]?.extensions?.code);
-    assert.equal(codes.filter((c) => c === 'INVALID_VERIFICATION_CODE').length, 5, JSON.stringify(codes));
-    assert.equal(codes.filter((c) => c === 'RATE_LIMITED').length, 7);
+    // 5 free guesses and the first delayed one are checked; the rest wait.
+    assert.equal(codes.filter((c) => c === 'INVALID_VERIFICATION_CODE').length, 6, JSON.stringify(codes));
+    assert.equal(codes.filter((c) => c === 'RATE_LIMITED').length, 6);
   });
 });
 

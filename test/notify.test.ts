@@ -8,7 +8,9 @@ import { after, before, describe, test } from 'node:test';
 import { eq } from 'drizzle-orm';
 import { pino } from 'pino';
 import { openDb, tables, type DbHandle } from '../src/db/index';
-import { createDeliveryWorker, enqueueMessage, retryDelayMs, smsWebhookTransport, type ClaimedMessage, type Transport } from '../src/notify/index';
+import { randomBytes } from 'node:crypto';
+import { aesGcmSecretBox } from '../src/accounts/totp.service';
+import { createDeliveryWorker, enqueueMessage, openBody, REMOVED_SECRET, retryDelayMs, sealedBody, smsWebhookTransport, type ClaimedMessage, type Transport } from '../src/notify/index';
 import { RegisterDocument, RequestResetDocument } from './generated/graphql';
 import { expectData, freshDatabase, startApp, STRONG_PASSWORD, uniqueEmail, waitFor, type TestApp } from './helpers/harness';
 import { readResetMessage, startSmsCatcher, startSmtpCatcher, type SmsCatcher, type SmtpCatcher } from './helpers/mail-catchers';
@@ -67,6 +69,9 @@ describe('delivery through the app', () => {
       }, 10_000, 'a failed attempt');
       assert.equal(failed!.sentAt, null);
       assert.equal(failed!.failedAt, null, 'one failure does not give up');
+      // Waiting for a retry, the row holds the code and link only sealed (before: in the clear, for up to 18 min).
+      assert.match(failed!.body, /^sealed:/);
+      assert.ok(!failed!.body.includes('/reset?token='), 'no link in the clear');
       assert.ok(failed!.nextAttemptAt > failed!.createdAt, 'the retry is scheduled later');
     } finally {
       await mail.up();
@@ -79,6 +84,10 @@ describe('delivery through the app', () => {
     });
     assert.ok(row!.attempts >= 2, `attempts counted: ${row!.attempts}`);
     assert.equal(mail.messages.filter((m) => m.to === email).length, 1, 'delivered once');
+    // Delivered, the row keeps the text with the secrets removed: no working code or token.
+    const { code, token } = readResetMessage(message.body, PUBLIC_URL);
+    assert.ok(!row!.body.includes(code) && !row!.body.includes(token), row!.body);
+    assert.equal(row!.body, message.body.replace(code, REMOVED_SECRET).replace(`${PUBLIC_URL}/reset?token=${token}`, REMOVED_SECRET).trimEnd());
   });
 
   test('retries an SMS when the webhook answers 500 and delivers it when it answers 200', async () => {
@@ -222,6 +231,19 @@ describe('delivery worker', () => {
     }, 10_000, 'all sent');
     assert.equal(sent.size, 40);
     for (const [id, nodes] of sent) assert.equal(nodes.length, 1, `message ${id} sent by ${nodes.join(', ')}`);
+  });
+});
+
+describe('sealed bodies', () => {
+  test('open to the full text for sending and to a redacted text for keeping, with the right key only', () => {
+    const box = aesGcmSecretBox(randomBytes(32));
+    const body = sealedBody(box, 'a@example.com', 'code {{code}} link {{link}}', { code: '012345', link: 'https://x/reset?token=t' });
+    assert.ok(!body.includes('012345') && !body.includes('token=t'));
+    assert.deepEqual(openBody(box, 'a@example.com', body), { text: 'code 012345 link https://x/reset?token=t', redacted: `code ${REMOVED_SECRET} link ${REMOVED_SECRET}` });
+    assert.deepEqual(openBody(undefined, 'a@example.com', 'plain notice'), { text: 'plain notice', redacted: null });
+    assert.throws(() => openBody(aesGcmSecretBox(randomBytes(32)), 'a@example.com', body));
+    assert.throws(() => openBody(box, 'b@example.com', body), 'bound to its recipient');
+    assert.throws(() => openBody(undefined, 'a@example.com', body));
   });
 });
 

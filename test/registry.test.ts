@@ -128,28 +128,51 @@ describe('device registry core (no network)', () => {
     assert.equal((await registryRow(d.id)).online, false);
   });
 
-  test('refuses even the right key with 4401 when an address has failed too many hellos', async () => {
-    const d = await insertDevice(t.app.db.db);
-    const r = createDeviceRegistry({
+  const limitedNode = (nodeId: string, helloLimits: Parameters<typeof createDeviceRegistry>[0]['helloLimits'] = {}) =>
+    createDeviceRegistry({
       db: t.app.db.db,
       clock: clock.now,
       bus: createEventBus(),
       log: silent,
-      nodeId: 'node-limited',
+      nodeId,
       alarms: t.app.alarmStore,
-      limiters: limiterFactory(undefined, `test-${Date.now()}:`),
+      limiters: limiterFactory(undefined, `test-${nodeId}-${Date.now()}:`),
+      helloLimits,
     });
-    const attempt = async (key: string, ip: string) => {
-      const f = fakeTransport();
-      r.open(f.transport, { ip });
-      f.deliver({ type: 'hello', serial: d.serial, key });
-      await Promise.race([f.waitSent('welcome'), f.waitClosed()]);
-      return f;
-    };
-    for (let i = 0; i < 30; i++) assert.equal((await attempt('guess', '10.0.0.9')).state.closed?.code, 4401);
-    assert.equal((await attempt(d.deviceKey, '10.0.0.9')).state.closed?.code, 4401, 'blocked address');
-    const other = await attempt(d.deviceKey, '10.0.0.10');
-    assert.equal(other.sent[0]?.type, 'welcome', 'another address is not affected');
+  const attemptOn = async (r: ReturnType<typeof createDeviceRegistry>, serial: string, key: string, ip: string) => {
+    const f = fakeTransport();
+    r.open(f.transport, { ip });
+    f.deliver({ type: 'hello', serial, key });
+    await Promise.race([f.waitSent('welcome'), f.waitClosed()]);
+    return f;
+  };
+
+  test('lets every other device behind an address in after one device there failed 30 hellos', async () => {
+    const broken = await insertDevice(t.app.db.db);
+    const neighbour = await insertDevice(t.app.db.db);
+    const r = limitedNode('node-nat');
+    for (let i = 0; i < 30; i++) assert.equal((await attemptOn(r, broken.serial, 'stale-key', '10.0.0.9')).state.closed?.code, 4401);
+    // Before: 30 failures from an address refused every device behind it, right keys included.
+    assert.equal((await attemptOn(r, neighbour.serial, neighbour.deviceKey, '10.0.0.9')).sent[0]?.type, 'welcome');
+    await r.stop();
+  });
+
+  test('holds one (source, serial) after 5 failures, and only there', async () => {
+    const d = await insertDevice(t.app.db.db);
+    const r = limitedNode('node-held');
+    for (let i = 0; i < 6; i++) assert.equal((await attemptOn(r, d.serial, 'guess', '10.0.1.9')).state.closed?.code, 4401);
+    assert.equal((await attemptOn(r, d.serial, d.deviceKey, '10.0.1.9')).state.closed?.code, 4401, 'held without a lookup');
+    assert.equal((await attemptOn(r, d.serial, d.deviceKey, '10.0.1.10')).sent[0]?.type, 'welcome', 'another source is not held');
+    await r.stop();
+  });
+
+  test('keeps letting right keys in, one lookup at a time, from a source past its failure budget', async () => {
+    const d = await insertDevice(t.app.db.db);
+    const r = limitedNode('node-spray', { perSourcePerMin: 5 });
+    for (let i = 0; i < 12; i++) assert.equal((await attemptOn(r, `NO-SUCH-${i}`, 'guess', '10.0.2.9')).state.closed?.code, 4401);
+    const [good, bad] = await Promise.all([attemptOn(r, d.serial, d.deviceKey, '10.0.2.9'), attemptOn(r, 'NO-SUCH-X', 'guess', '10.0.2.9')]);
+    assert.equal(good.sent[0]?.type, 'welcome');
+    assert.equal(bad.state.closed?.code, 4401);
     await r.stop();
   });
 

@@ -1,6 +1,7 @@
 import { and, desc, eq, gt, isNull, ne, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { tables, isUniqueViolation, type Db } from '../db/index';
+import { sourceKey } from '../lib/client-address';
 import { CommonError } from '../lib/domain-error';
 import type { LimiterFactory } from '../lib/rate-limit';
 import { randomToken, sha256 } from '../lib/secrets';
@@ -51,7 +52,14 @@ export interface AuthServiceDeps {
   clock: () => Date;
   signer: AccessTokenSigner;
   limiters: LimiterFactory;
-  limits: { loginPerAccount: number; loginPerIp: number; loginWindowS: number; registerPerIpPerHour: number };
+  limits: {
+    loginFreePerSource: number;
+    loginPerAccount: number;
+    loginAccountWindowS: number;
+    loginPerIp: number;
+    loginWindowS: number;
+    registerPerIpPerHour: number;
+  };
   refreshTokenTtlS: number;
   secondFactor: SecondFactorVerifier;
   apiKeys: ApiKeyAuthenticator;
@@ -84,10 +92,29 @@ const opaqueToken = z.string().min(1, 'required').max(512, 'too long');
 /** How often a session's lastUsedAt is written back; reads in between don't write. */
 const LAST_USED_GRANULARITY_MS = 60_000;
 
+/**
+ * After the free failures of one (account, source), each attempt waits 30 s, then 1, 2, 4, 8 min,
+ * then 15 min for the rest of the day (NIST SP 800-63B 5.2.2's "30 seconds up to an hour").
+ */
+export const LOGIN_DELAY = { minWaitS: 30, maxWaitS: 15 * 60, lifetimeS: 24 * 3600 } as const;
+/** A source the account has had a session from within this long may still sign in past the account ceiling. */
+export const KNOWN_SOURCE_DAYS = 90;
+
+/** One charged password attempt: settle it with the outcome. */
+interface PasswordAttempt {
+  /** The password was right but a second factor is still due: not a failure of this source, yet nothing is forgotten. */
+  passwordRight(): Promise<void>;
+  succeeded(): Promise<void>;
+}
+
 export function createAuthService(deps: AuthServiceDeps) {
   const { db, clock } = deps;
-  const loginByAccount = deps.limiters.create('login-account', deps.limits.loginPerAccount, deps.limits.loginWindowS);
-  const loginByIp = deps.limiters.create('login-ip', deps.limits.loginPerIp, deps.limits.loginWindowS);
+  // Password guesses are counted three ways (README "Limits"): per (account, source), slowed down
+  // progressively; per source across accounts; per account from anywhere, a ceiling past which
+  // only sources the account already knows may try (the step-up: the owner's own devices, or a reset).
+  const byPair = deps.limiters.backoff('login-pair', { free: deps.limits.loginFreePerSource, ...LOGIN_DELAY });
+  const bySource = deps.limiters.create('login-source', deps.limits.loginPerIp, deps.limits.loginWindowS);
+  const byAccount = deps.limiters.create('login-account', deps.limits.loginPerAccount, deps.limits.loginAccountWindowS);
   const registerByIp = deps.limiters.create('register-ip', deps.limits.registerPerIpPerHour, 3600);
   // Every authenticated request runs this: built once and prepared, so neither Drizzle nor Postgres plans it again.
   // Placeholders skip column encoders, so `now` is passed as an ISO string (Drizzle's postgres.js driver takes timestamps as text).
@@ -139,13 +166,64 @@ export function createAuthService(deps: AuthServiceDeps) {
     }
   }
 
-  async function limitLogin(accountKey: string, ip: string) {
-    const wait = Math.max(await loginByAccount.blockedFor(accountKey), await loginByIp.blockedFor(ip));
-    if (wait > 0) throw CommonError.rateLimited(wait);
+  /** True when `userId` has had a session from `ip` in the last KNOWN_SOURCE_DAYS. */
+  async function isKnownSource(userId: string, ip: string): Promise<boolean> {
+    const since = new Date(clock().getTime() - KNOWN_SOURCE_DAYS * 86_400_000);
+    const [row] = await db
+      .select({ id: tables.sessions.id })
+      .from(tables.sessions)
+      .where(and(eq(tables.sessions.userId, userId), eq(tables.sessions.ip, ip), gt(tables.sessions.lastUsedAt, since)))
+      .limit(1);
+    return !!row;
   }
 
-  async function recordFailedLogin(accountKey: string, ip: string) {
-    await Promise.all([loginByAccount.consume(accountKey), loginByIp.consume(ip)]);
+  /**
+   * Charges one password attempt against `accountKey` from `meta.ip` before the password is
+   * checked, so parallel guesses cannot slip past; a failure needs no further call. Throws
+   * RATE_LIMITED when the source is over its budget, when this (account, source) must still wait,
+   * or when the account is over its ceiling and `knownSource()` says no.
+   */
+  async function chargeAttempt(accountKey: string, meta: RequestMeta, knownSource: () => Promise<boolean>): Promise<PasswordAttempt> {
+    const source = sourceKey(meta.ip);
+    const pairKey = `${accountKey}|${source}`;
+    const sourceWait = await bySource.consume(source);
+    if (sourceWait) {
+      await bySource.refund(source);
+      throw CommonError.rateLimited(sourceWait);
+    }
+    const pairWait = await byPair.attempt(pairKey);
+    if (pairWait) {
+      await bySource.refund(source);
+      throw CommonError.rateLimited(pairWait);
+    }
+    const accountWait = await byAccount.consume(accountKey);
+    if (accountWait) {
+      // Over the ceiling, the attempt is not counted against the account: either it is refused,
+      // or it comes from a known source, which the pair delay already slows.
+      await byAccount.refund(accountKey);
+      if (!(await knownSource())) {
+        await bySource.refund(source);
+        throw new CommonError(
+          'RATE_LIMITED',
+          'Too many failed sign-ins for this account: sign in from a device or network you have used before, or reset your password',
+          accountWait,
+        );
+      }
+    }
+    return {
+      async passwordRight() {
+        await bySource.refund(source);
+      },
+      async succeeded() {
+        await Promise.all([bySource.refund(source), byPair.reset(pairKey), byAccount.reset(accountKey)]);
+      },
+    };
+  }
+
+  /** Forgets every login failure counted against the user's logins (after a password reset: the guesses were at the old password). */
+  async function clearLoginFailures(user: Pick<UserRow, 'id' | 'email' | 'phone'>): Promise<void> {
+    const keys = [`user:${user.id}`, ...(user.email ? [`email:${user.email}`] : []), ...(user.phone ? [`phone:${user.phone}`] : [])];
+    await Promise.all(keys.map((k) => byAccount.reset(k)));
   }
 
   /**
@@ -155,13 +233,14 @@ export function createAuthService(deps: AuthServiceDeps) {
    */
   async function confirmPassword(userId: string, password: unknown, meta: RequestMeta): Promise<UserRow> {
     const value = parseInput(passwordInput, password);
-    const accountKey = `user:${userId}`;
-    await limitLogin(accountKey, meta.ip);
+    // No known-source pass here: the caller holds a session, and a stolen one is exactly the case
+    // to stop. The owner's way past the ceiling is a reset, which also ends the stolen session.
+    const attempt = await chargeAttempt(`user:${userId}`, meta, async () => false);
     const [user] = await db.select().from(tables.users).where(eq(tables.users.id, userId)).limit(1);
     if (!(await verifyPassword(user?.passwordHash ?? null, value)) || !user) {
-      await recordFailedLogin(accountKey, meta.ip);
       throw new AccountError('INVALID_CREDENTIALS', 'The password is wrong');
     }
+    await attempt.succeeded();
     return user;
   }
 
@@ -189,22 +268,20 @@ export function createAuthService(deps: AuthServiceDeps) {
     async login(input: unknown, meta: RequestMeta): Promise<AuthResult> {
       const v = parseInput(loginInput, input);
       const accountKey = `${v.login.kind}:${v.login.value}`;
-      await limitLogin(accountKey, meta.ip);
       const user = await findUserByLogin(db, v.login);
+      // An unknown login is never a known source: refused past the ceiling just like a real one.
+      const attempt = await chargeAttempt(accountKey, meta, async () => !!user && (await isKnownSource(user.id, meta.ip)));
       // Same argon2 work whether or not the login exists.
       const ok = await verifyPassword(user?.passwordHash ?? null, v.password);
-      if (!ok || !user) {
-        await recordFailedLogin(accountKey, meta.ip);
-        throw new AccountError('INVALID_CREDENTIALS', 'Invalid login or password');
-      }
+      if (!ok || !user) throw new AccountError('INVALID_CREDENTIALS', 'Invalid login or password');
       if (user.totpEnabled) {
-        if (!v.totp) throw new AccountError('TOTP_REQUIRED', 'Enter the code from your authenticator app or a recovery code');
-        if (!(await deps.secondFactor.verify(db, user, v.totp))) {
-          await recordFailedLogin(accountKey, meta.ip);
-          throw new AccountError('INVALID_CREDENTIALS', 'Invalid login or password');
+        if (!v.totp) {
+          await attempt.passwordRight();
+          throw new AccountError('TOTP_REQUIRED', 'Enter the code from your authenticator app or a recovery code');
         }
+        if (!(await deps.secondFactor.verify(db, user, v.totp))) throw new AccountError('INVALID_CREDENTIALS', 'Invalid login or password');
       }
-      await loginByAccount.reset(accountKey);
+      await attempt.succeeded();
       if (passwordNeedsRehash(user.passwordHash)) {
         const upgraded = await hashPassword(v.password);
         await db.update(tables.users).set({ passwordHash: upgraded }).where(eq(tables.users.id, user.id));
@@ -348,6 +425,7 @@ export function createAuthService(deps: AuthServiceDeps) {
 
     findUserByLogin,
     confirmPassword,
+    clearLoginFailures,
     /**
      * Revokes every session of the user inside the caller's transaction. The sessions are announced
      * at once, before that commit (this service cannot see it); graphql-ws refuses the ended

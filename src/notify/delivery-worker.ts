@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Db } from '../db/index';
-import { claimDueMessages, markMessageFailed, markMessageSent, scheduleMessageRetry, type ClaimedMessage } from './outbox';
+import { claimDueMessages, DISCARDED_KIND, dropDiscardedMessage, markMessageFailed, markMessageSent, openBody, REMOVED_SECRET, scheduleMessageRetry, type ClaimedMessage, type SecretBox } from './outbox';
 import type { Transports } from './transports';
 
 export interface DeliveryWorkerOptions {
@@ -8,6 +8,8 @@ export interface DeliveryWorkerOptions {
   clock: () => Date;
   log: Logger;
   transports: Transports;
+  /** Opens sealed bodies (messages with secrets); without it, such messages fail. */
+  box?: SecretBox;
   /** Safety-net poll for rows nobody kicked for (other nodes, crashes). Default 5 s. */
   pollIntervalMs?: number;
   /** Messages claimed per round. Default 10. */
@@ -62,13 +64,28 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   /** Sends one message; returns the retry delay when it will be tried again. */
   async function deliver(m: ClaimedMessage): Promise<number | undefined> {
     const transport = transports[m.channel];
+    let opened: ReturnType<typeof openBody>;
+    try {
+      opened = openBody(opts.box, m.recipient, m.body);
+    } catch (err) {
+      // A key that changed cannot come back by retrying: give up, keeping nothing of the sealed body.
+      await markMessageFailed(db, m.id, clock(), 'sealed body could not be opened', `[sealed message not delivered: ${REMOVED_SECRET}]`);
+      log.error({ outboxId: m.id, kind: m.kind, err: err instanceof Error ? err.message : String(err) }, 'outbox message given up');
+      return undefined;
+    }
+    // Secrets leave the database only to be sent; what stays after is the redacted text.
+    const kept = opened.redacted ?? undefined;
+    if (m.kind === DISCARDED_KIND) {
+      await dropDiscardedMessage(db, m.id);
+      return undefined;
+    }
     try {
       if (!transport) throw new Error(`no transport for channel ${m.channel}`);
-      await transport.send(m);
+      await transport.send({ ...m, body: opened.text });
     } catch (err) {
       const error = (err instanceof Error ? err.message : String(err)).slice(0, 500);
       if (m.attempts >= maxAttempts || !transport) {
-        await markMessageFailed(db, m.id, clock(), error);
+        await markMessageFailed(db, m.id, clock(), error, kept);
         log.error({ outboxId: m.id, kind: m.kind, channel: m.channel, attempts: m.attempts, error }, 'outbox message given up');
         return undefined;
       }
@@ -77,7 +94,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       log.warn({ outboxId: m.id, kind: m.kind, channel: m.channel, attempts: m.attempts, retryInMs: delay, error }, 'outbox delivery failed; will retry');
       return delay;
     }
-    await markMessageSent(db, m.id, clock());
+    await markMessageSent(db, m.id, clock(), kept);
     log.info({ outboxId: m.id, kind: m.kind, channel: m.channel, transport: transport.name, attempts: m.attempts }, 'outbox message sent');
     return undefined;
   }

@@ -18,6 +18,45 @@ export interface ClaimedMessage extends OutboxMessage {
 }
 
 /**
+ * The kind of a message queued only so that a request without an account costs what one with an
+ * account does (password reset): claimed like any other, never sent, deleted once claimed.
+ */
+export const DISCARDED_KIND = 'discarded';
+
+/** Seals secrets at rest (accounts' AES-256-GCM box, keyed from the signing key, which is not in the database). */
+export interface SecretBox {
+  seal(plain: string, aad: string): string;
+  open(sealed: string, aad: string): string;
+}
+
+const SEALED_PREFIX = 'sealed:';
+/** What stands where a secret was, once its message was delivered or given up. */
+export const REMOVED_SECRET = '[removed after delivery]';
+
+/**
+ * The stored body of a message that carries secrets (a reset code and link): `template` with
+ * `{{name}}` placeholders and the `secrets` that fill them, sealed together, so a copy of the
+ * database never holds them in the clear. The delivery worker opens it only to send, and then
+ * keeps just the template with each secret replaced by REMOVED_SECRET.
+ */
+export function sealedBody(box: SecretBox, recipient: string, template: string, secrets: Record<string, string>): string {
+  return SEALED_PREFIX + box.seal(JSON.stringify({ template, secrets }), recipient);
+}
+
+/**
+ * The text to send and, for a sealed body, what to keep once it is delivered (`redacted`; null for
+ * a body without secrets, which is kept as it is). Throws when the body is sealed and `box` is
+ * missing or cannot open it (the signing key changed).
+ */
+export function openBody(box: SecretBox | undefined, recipient: string, body: string): { text: string; redacted: string | null } {
+  if (!body.startsWith(SEALED_PREFIX)) return { text: body, redacted: null };
+  if (!box) throw new Error('sealed message and no key to open it');
+  const { template, secrets } = JSON.parse(box.open(body.slice(SEALED_PREFIX.length), recipient)) as { template: string; secrets: Record<string, string> };
+  const fill = (value: (name: string) => string) => template.replace(/\{\{(\w+)\}\}/g, (_, name: string) => value(name));
+  return { text: fill((name) => secrets[name] ?? ''), redacted: fill(() => REMOVED_SECRET) };
+}
+
+/**
  * Queues a message for delivery. Call it with the transaction that makes the change the message
  * talks about, so the message exists exactly when the change does.
  */
@@ -78,14 +117,26 @@ export async function claimDueMessages(db: Db, now: Date, limit: number, leaseUn
   });
 }
 
-export async function markMessageSent(db: Db, id: number, now: Date): Promise<void> {
-  await db.update(tables.outbox).set({ sentAt: now, lastError: null }).where(and(eq(tables.outbox.id, id), pending()));
+/** Deletes a claimed DISCARDED_KIND message, which is never sent. */
+export async function dropDiscardedMessage(db: Db, id: number): Promise<void> {
+  await db.delete(tables.outbox).where(and(eq(tables.outbox.id, id), eq(tables.outbox.kind, DISCARDED_KIND)));
+}
+
+/** Marks the message sent; `body` replaces the stored one (a sealed body's redacted text). */
+export async function markMessageSent(db: Db, id: number, now: Date, body?: string): Promise<void> {
+  await db
+    .update(tables.outbox)
+    .set({ sentAt: now, lastError: null, ...(body !== undefined ? { body } : {}) })
+    .where(and(eq(tables.outbox.id, id), pending()));
 }
 
 export async function scheduleMessageRetry(db: Db, id: number, at: Date, error: string): Promise<void> {
   await db.update(tables.outbox).set({ nextAttemptAt: at, lastError: error }).where(and(eq(tables.outbox.id, id), pending()));
 }
 
-export async function markMessageFailed(db: Db, id: number, now: Date, error: string): Promise<void> {
-  await db.update(tables.outbox).set({ failedAt: now, lastError: error }).where(and(eq(tables.outbox.id, id), pending()));
+export async function markMessageFailed(db: Db, id: number, now: Date, error: string, body?: string): Promise<void> {
+  await db
+    .update(tables.outbox)
+    .set({ failedAt: now, lastError: error, ...(body !== undefined ? { body } : {}) })
+    .where(and(eq(tables.outbox.id, id), pending()));
 }

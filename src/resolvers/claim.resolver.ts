@@ -17,7 +17,7 @@ export class ClaimResolver {
       'For a device that bindDevice reports as DEVICE_ALREADY_BOUND: the label code proves possession; the owner is told and may refuse within the window, else the device moves to the claimant.',
   })
   claimDevice(@Arg('serial', () => String) serial: string, @Arg('verificationCode', () => String) verificationCode: string, @Ctx() ctx: GraphqlContext) {
-    return ctx.services.claims.claimDevice(ctx.caller, serial, verificationCode);
+    return ctx.services.claims.claimDevice(ctx.caller, serial, verificationCode, ctx.meta);
   }
 
   @Mutation(() => Boolean, { description: 'The claimant withdraws, or the owner refuses.' })

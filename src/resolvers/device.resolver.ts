@@ -24,7 +24,7 @@ export class DeviceResolver {
     @Arg('name', () => String, { nullable: true }) name: string | null | undefined,
     @Ctx() ctx: GraphqlContext,
   ) {
-    return ctx.services.devices.bindDevice(ctx.caller, serial, verificationCode, name);
+    return ctx.services.devices.bindDevice(ctx.caller, serial, verificationCode, name, ctx.meta);
   }
 
   @Mutation(() => DeviceType)

@@ -125,8 +125,8 @@ export interface TestDevice {
 }
 
 /** Connects to /devices/ws with the device subprotocol (or `protocols`), without sending anything. */
-export async function openDeviceSocket(base: string, protocols: string[] = ['vigil-device.v1']): Promise<TestDevice> {
-  const ws = new WebSocket(`${base.replace(/^http/, 'ws')}/devices/ws`, protocols);
+export async function openDeviceSocket(base: string, protocols: string[] = ['vigil-device.v1'], headers: Record<string, string> = {}): Promise<TestDevice> {
+  const ws = new WebSocket(`${base.replace(/^http/, 'ws')}/devices/ws`, protocols, { headers });
   const frames: DeviceFrame[] = [];
   const closed = new Promise<{ code: number; reason: string }>((resolve) => {
     ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() }));

@@ -1,3 +1,4 @@
+import type { RequestMeta } from '../../accounts/auth.service';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { requireCaller, type Caller } from '../../accounts/caller';
@@ -221,8 +222,8 @@ export function createClaimService(deps: ClaimServiceDeps) {
      * last 30 days: DEVICE_ALREADY_BOUND. The caller's own device: BAD_USER_INPUT. Claiming again
      * while pending returns the same claim.
      */
-    async claimDevice(caller: Caller | null, serial: unknown, verificationCode: unknown): Promise<ClaimView> {
-      const { caller: c, device } = await deps.devices.checkLabelCode(caller, serial, verificationCode);
+    async claimDevice(caller: Caller | null, serial: unknown, verificationCode: unknown, meta: RequestMeta): Promise<ClaimView> {
+      const { caller: c, device } = await deps.devices.checkLabelCode(caller, serial, verificationCode, meta);
       for (let attempt = 0; attempt < 3; attempt++) {
         const now = clock();
         const outcome = await db.transaction(async (tx) => {

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { RequestMeta } from '../../accounts/auth.service';
 import { requireCaller, type Caller } from '../../accounts/caller';
 import type { Db } from '../../db/index';
+import { sourceKey } from '../../lib/client-address';
 import { CommonError } from '../../lib/domain-error';
 import type { LimiterFactory } from '../../lib/rate-limit';
 import { isUuid, loginSchema, parseInput, type Login } from '../../lib/validate';
@@ -60,6 +61,8 @@ export interface DeviceServiceDeps {
   db: Db;
   clock: () => Date;
   limiters: LimiterFactory;
+  /** Wrong label codes per day per device, per calling account and per source (defaults: BIND_LIMITS). */
+  limits?: { bindPerDevice: number; bindPerAccount: number; bindPerSource: number };
   bus: EventBus;
   commands: DeviceCommands;
   /** Default: none. */
@@ -83,9 +86,18 @@ export interface DeviceConnection {
   countTotal(): Promise<number>;
 }
 
-/** Label-code guesses allowed per device and per account in the window (issue: 5 in 15 minutes). */
-export const BIND_ATTEMPTS = 5;
-export const BIND_WINDOW_S = 15 * 60;
+/**
+ * Label-code limits (README "Limits"). A code is 6 of 26 letters: 26^6 = 308,915,776. At most
+ * `bindPerDevice` (200) wrong codes a day reach one device from everyone together: 73,000 a year,
+ * a 0.024% chance a year of guessing it. One account gets 5 free guesses per device, then waits
+ * 1 min, 2, 4, ... up to 1 h between guesses; an account and a source have daily budgets across
+ * devices. A right code is never counted, and another account's failures never hold a buyer back
+ * below the device's ceiling.
+ */
+export const BIND_LIMITS = { bindPerDevice: 200, bindPerAccount: 20, bindPerSource: 50 } as const;
+export const BIND_FREE_PER_DEVICE = 5;
+export const BIND_DELAY = { minWaitS: 60, maxWaitS: 3600, lifetimeS: 24 * 3600 } as const;
+const DAY_S = 24 * 3600;
 /** Unknown grantee logins an account may try in an hour (grantShare would otherwise enumerate accounts). */
 export const UNKNOWN_GRANTEE_ATTEMPTS = 20;
 export const MAX_SHARES_PER_DEVICE = 50;
@@ -143,10 +155,13 @@ export function encodeCursor(c: ListCursor): string {
   return Buffer.from(`${c.boundAt.getTime()}.${c.bindingId}`).toString('base64url');
 }
 
+const MAX_CURSOR_TIME = Date.parse('9999-12-31T23:59:59.999Z');
+
 export function decodeCursor(value: string): ListCursor {
   const text = /^[A-Za-z0-9_-]{1,200}$/.test(value) ? Buffer.from(value, 'base64url').toString('utf8') : '';
   const m = /^(\d{1,15})\.([0-9a-f-]{36})$/.exec(text);
-  if (!m || !isUuid(m[2]!)) throw CommonError.badInput('after: not a valid cursor');
+  // The time must be one Postgres can hold (years 1..9999): a forged cursor is bad input, not a database error.
+  if (!m || !isUuid(m[2]!) || Number(m[1]) > MAX_CURSOR_TIME) throw CommonError.badInput('after: not a valid cursor');
   return { boundAt: new Date(Number(m[1])), bindingId: m[2]! };
 }
 
@@ -213,8 +228,11 @@ const isActive = (s: ShareRow, now: Date) => !s.expiresAt || s.expiresAt > now;
 /** Devices, bindings and shares: everything a person does with a device through the API. */
 export function createDeviceService(deps: DeviceServiceDeps) {
   const { db, clock, log } = deps;
-  const bindByDevice = deps.limiters.create('bind-device', BIND_ATTEMPTS, BIND_WINDOW_S);
-  const bindByAccount = deps.limiters.create('bind-account', BIND_ATTEMPTS, BIND_WINDOW_S);
+  const bindLimits = deps.limits ?? BIND_LIMITS;
+  const bindByDevice = deps.limiters.create('bind-device', bindLimits.bindPerDevice, DAY_S);
+  const bindByAccount = deps.limiters.create('bind-account', bindLimits.bindPerAccount, DAY_S);
+  const bindBySource = deps.limiters.create('bind-source', bindLimits.bindPerSource, DAY_S);
+  const bindByPair = deps.limiters.backoff('bind-pair', { free: BIND_FREE_PER_DEVICE, ...BIND_DELAY });
   const unknownGrantee = deps.limiters.create('share-unknown-grantee', UNKNOWN_GRANTEE_ATTEMPTS, 3600);
   const hooks = deps.bindingHooks ?? { bindingsEnded: async () => () => {} };
 
@@ -235,29 +253,57 @@ export function createDeviceService(deps: DeviceServiceDeps) {
     }
   }
 
-  /** Spends one guess for the device and the account up front (so parallel guesses cannot slip past). */
-  async function chargeBindAttempt(deviceKey: string, accountKey: string) {
-    const [waitDevice, waitAccount] = await Promise.all([bindByDevice.consume(deviceKey), bindByAccount.consume(accountKey)]);
-    if (waitDevice || waitAccount) {
-      // An attempt refused by one limiter did not happen; give the other its point back.
-      if (!waitDevice) await bindByDevice.refund(deviceKey);
-      if (!waitAccount) await bindByAccount.refund(accountKey);
-      throw CommonError.rateLimited(Math.max(waitDevice, waitAccount));
+  /**
+   * Spends one guess up front (so parallel guesses cannot slip past) against the caller's account,
+   * its source, the (account, device) delay and the device's ceiling; a refused guess spends
+   * nothing. Returns the refund for a right code, which is no guess.
+   */
+  async function chargeBindAttempt(serial: string, userId: string, ip: string): Promise<() => Promise<void>> {
+    const keys = { device: `serial:${serial}`, account: `user:${userId}`, source: sourceKey(ip), pair: `user:${userId}|serial:${serial}` };
+    const spent: Array<() => Promise<void>> = [];
+    const refundAll = async () => {
+      await Promise.all(spent.map((r) => r()));
+    };
+    for (const [limiter, key] of [
+      [bindByAccount, keys.account],
+      [bindBySource, keys.source],
+    ] as const) {
+      const wait = await limiter.consume(key);
+      if (wait) {
+        await limiter.refund(key);
+        await refundAll();
+        throw CommonError.rateLimited(wait);
+      }
+      spent.push(() => limiter.refund(key));
     }
+    const pairWait = await bindByPair.attempt(keys.pair);
+    if (pairWait) {
+      await refundAll();
+      throw CommonError.rateLimited(pairWait);
+    }
+    spent.push(() => bindByPair.reset(keys.pair));
+    const deviceWait = await bindByDevice.consume(keys.device);
+    if (deviceWait) {
+      await bindByDevice.refund(keys.device);
+      await refundAll();
+      throw CommonError.rateLimited(deviceWait);
+    }
+    spent.push(() => bindByDevice.refund(keys.device));
+    return refundAll;
   }
 
   /**
    * The label code proves possession: bindDevice and claimDevice (reclaim) share this check and its
    * limits. Throws INVALID_VERIFICATION_CODE for a wrong code or an unknown serial, RATE_LIMITED.
    */
-  async function provePossession(c: Caller, serial: string, verificationCode: string) {
-    await chargeBindAttempt(`serial:${serial}`, `user:${c.userId}`);
+  async function provePossession(c: Caller, serial: string, verificationCode: string, meta: RequestMeta) {
+    const refund = await chargeBindAttempt(serial, c.userId, meta.ip);
     const device = await store.findDeviceForBinding(db, serial);
     // A malformed code cannot match anything; it needs no hashing to say so and reveals nothing about the serial.
     const ok = /^[A-Z]{6}$/.test(verificationCode) && (await verifyLabelCode(device?.verificationCodeHash ?? null, verificationCode));
     if (!ok || !device) throw new DeviceError('INVALID_VERIFICATION_CODE', 'The serial or the verification code is wrong');
     // A right code is not a guess: it does not count against the limits.
-    await Promise.all([bindByDevice.refund(`serial:${serial}`), bindByAccount.refund(`user:${c.userId}`)]);
+    await refund();
     return { id: device.id, serial: device.serial, model: device.model };
   }
 
@@ -381,15 +427,15 @@ export function createDeviceService(deps: DeviceServiceDeps) {
   return {
     /**
      * Binds a provisioned device to the caller with the code on its label. An unknown serial and a
-     * wrong code give the same INVALID_VERIFICATION_CODE after the same argon2 work; 5 wrong codes
-     * in 15 minutes per device and per account give RATE_LIMITED. A device bound to someone else
+     * wrong code give the same INVALID_VERIFICATION_CODE after the same argon2 work; past the limits
+     * of BIND_LIMITS (per device, account, source; a delay per account and device), RATE_LIMITED. A device bound to someone else
      * gives DEVICE_ALREADY_BOUND (checked only after the code matched, so it reveals nothing to a
      * guesser); the caller's own device comes back unchanged (idempotent).
      */
-    async bindDevice(caller: Caller | null, serial: unknown, verificationCode: unknown, name: unknown): Promise<DeviceView> {
+    async bindDevice(caller: Caller | null, serial: unknown, verificationCode: unknown, name: unknown, meta: RequestMeta): Promise<DeviceView> {
       const c = requireCaller(caller, 'DEVICES_WRITE');
       const v = parseInput(bindInput, { serial, verificationCode, name });
-      const device = await provePossession(c, v.serial, v.verificationCode);
+      const device = await provePossession(c, v.serial, v.verificationCode, meta);
 
       const bindingName = v.name ?? defaultName(device);
       let created = false;
@@ -419,10 +465,10 @@ export function createDeviceService(deps: DeviceServiceDeps) {
     },
 
     /** The label-code check of bindDevice with its limits, for claimDevice: the device proven to be in the caller's hands. */
-    async checkLabelCode(caller: Caller | null, serial: unknown, verificationCode: unknown) {
+    async checkLabelCode(caller: Caller | null, serial: unknown, verificationCode: unknown, meta: RequestMeta) {
       const c = requireCaller(caller, 'DEVICES_WRITE');
       const v = parseInput(bindInput.omit({ name: true }), { serial, verificationCode });
-      return { caller: c, device: await provePossession(c, v.serial, v.verificationCode) };
+      return { caller: c, device: await provePossession(c, v.serial, v.verificationCode, meta) };
     },
 
     /** A page of the caller's devices, owned and shared (unexpired), oldest binding first. */

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Db } from '../../db/index';
+import { sourceKey } from '../../lib/client-address';
 import type { LimiterFactory } from '../../lib/rate-limit';
 import { safeEqual, sha256 } from '../../lib/secrets';
 import { isUuid } from '../../lib/validate';
@@ -43,7 +44,7 @@ export interface DeviceTransport {
 }
 
 export interface ConnectionInfo {
-  /** Remote address, for the failed-hello limiter and logs. */
+  /** Client address (TRUST_PROXY honoured, see lib/client-address), for the failed-hello limits and logs. */
   ip: string;
 }
 
@@ -55,8 +56,10 @@ export interface RegistryOptions {
   /** This gateway node's id (NODE_ID), recorded next to each connection it holds. */
   nodeId: string;
   alarms: AlarmStore;
-  /** Failed hellos per IP; without it, failures are not limited. */
+  /** Failed-hello limits (HELLO_LIMITS); without it, failures are not limited. */
   limiters?: LimiterFactory;
+  /** Overrides of HELLO_LIMITS (tests). */
+  helloLimits?: Partial<Record<keyof typeof HELLO_LIMITS, number>>;
   /** Told to devices in `welcome`; silence beyond 2.5 of these is OFFLINE. Default 30. */
   heartbeatSeconds?: number;
   /** Time to the first frame (hello); default 5000 ms, then close 4408. */
@@ -130,6 +133,15 @@ interface LiveConnection {
   teardown: () => Promise<void>;
 }
 
+/**
+ * Failed hellos. A device key is 256 random bits, so these limits guard the database, not the key:
+ * a right key is never refused by them. One (source, serial) gets 5 failures, then is refused
+ * without a lookup for 5 s, 10 s, ... up to 5 min (one misconfigured camera cannot speak for its
+ * neighbours behind the same NAT). A source past `perSourcePerMin` failures is slowed, never
+ * refused: its hellos are looked up one at a time on this node.
+ */
+export const HELLO_LIMITS = { freePerSerial: 5, minWaitS: 5, maxWaitS: 300, lifetimeS: 3600, perSourcePerMin: 300 } as const;
+
 /** The one heartbeat frame devices send, byte for byte: recognised without JSON.parse and zod. */
 const HEARTBEAT_FRAME = '{"type":"heartbeat"}';
 /** Rows per heartbeat statement at most. */
@@ -167,7 +179,25 @@ export function createDeviceRegistry(opts: RegistryOptions) {
   const frameBurst = opts.frameBurst ?? 40;
   const redeliverMs = opts.commandRedeliverMs ?? 30_000;
   const commandTtlMs = opts.commandTtlMs ?? 24 * 3600_000;
-  const helloFailures = opts.limiters?.create('device-hello-failures', 30, 60);
+  const helloLimits = { ...HELLO_LIMITS, ...opts.helloLimits };
+  const helloFailuresBySerial = opts.limiters?.backoff('device-hello-serial', {
+    free: helloLimits.freePerSerial,
+    minWaitS: helloLimits.minWaitS,
+    maxWaitS: helloLimits.maxWaitS,
+    lifetimeS: helloLimits.lifetimeS,
+  });
+  const helloFailuresBySource = opts.limiters?.create('device-hello-source', helloLimits.perSourcePerMin, 60);
+  /** Sources over their failure budget: the tail of their one-at-a-time lookup chain. */
+  const slowSources = new Map<string, Promise<unknown>>();
+  function oneAtATime<T>(source: string, run: () => Promise<T>): Promise<T> {
+    const next = (slowSources.get(source) ?? Promise.resolve()).then(run, run);
+    const tail = next.catch(() => {});
+    slowSources.set(source, tail);
+    void tail.then(() => {
+      if (slowSources.get(source) === tail) slowSources.delete(source);
+    });
+    return next;
+  }
   const heartbeatFlushMs = opts.heartbeatFlushMs ?? Math.min(1000, heartbeatSeconds * 250);
 
   /** Connections this node holds, by connection id and by device. */
@@ -175,7 +205,7 @@ export function createDeviceRegistry(opts: RegistryOptions) {
   const byDevice = new Map<string, LiveConnection>();
   /** Every open connection (also those still before hello), for shutdown. */
   const opened = new Set<{ conn: DeviceTransport; teardown: () => Promise<void> }>();
-  const subscriptions: Array<{ return?: () => unknown }> = [];
+  const unlisten: Array<() => Promise<void>> = [];
   let stopping = false;
 
   function publishStatus(deviceId: string, status: DeviceStatusPayload['status'], at: Date) {
@@ -275,21 +305,6 @@ export function createDeviceRegistry(opts: RegistryOptions) {
     }
   }
 
-  async function listen<T>(it: AsyncIterable<T> & { return?: () => unknown }, topic: string, handle: (payload: T) => void) {
-    subscriptions.push(it);
-    try {
-      for await (const payload of it) {
-        try {
-          handle(payload);
-        } catch (err) {
-          log.warn({ err, topic }, 'bus handler failed');
-        }
-      }
-    } catch (err) {
-      if (!stopping) log.warn({ err, topic }, 'bus subscription ended');
-    }
-  }
-
   /** Runs the device protocol on one connection; returns the teardown to call when the transport closes (idempotent). */
   function open(conn: DeviceTransport, info: ConnectionInfo): () => Promise<void> {
     const connectionId = randomUUID();
@@ -343,15 +358,20 @@ export function createDeviceRegistry(opts: RegistryOptions) {
     opened.add(entry);
 
     async function hello(f: z.infer<typeof helloFrame>) {
-      // Both lookups at once: a hello waits for one round trip, not two.
-      const [blockedS, device] = await Promise.all([helloFailures?.blockedFor(info.ip) ?? 0, store.deviceBySerial(db, f.serial)]);
-      if (blockedS > 0) return closeWith(CloseCode.BadCredentials, 'bad serial or key');
+      const source = sourceKey(info.ip);
+      const pairKey = `${source}|${f.serial}`;
+      const [heldS, slow] = await Promise.all([helloFailuresBySerial?.waitFor(pairKey) ?? 0, helloFailuresBySource?.blockedFor(source) ?? 0]);
+      // A held (source, serial) is refused without a lookup and without counting against its source.
+      if (heldS > 0) return closeWith(CloseCode.BadCredentials, 'bad serial or key');
+      const lookup = () => store.deviceBySerial(db, f.serial);
+      const device = slow > 0 ? await oneAtATime(source, lookup) : await lookup();
       // Hash either way, so an unknown serial costs what a wrong key does.
       const presented = sha256(f.key);
       if (!device || !safeEqual(presented, device.deviceKeyHash)) {
-        await helloFailures?.consume(info.ip);
+        await Promise.all([helloFailuresBySerial?.attempt(pairKey), helloFailuresBySource?.consume(source)]);
         return closeWith(CloseCode.BadCredentials, 'bad serial or key');
       }
+      // No reset on success: a reconnect storm would write to the limiter store for every device; stale failures expire within the hour.
       if (closed) return;
       const now = clock();
       const claim = await store.claimConnection(db, device.id, { connectionId, nodeId, now, firmware: clean(f.firmware) });
@@ -561,12 +581,19 @@ export function createDeviceRegistry(opts: RegistryOptions) {
      */
     start() {
       stopping = false;
-      void listen(bus.subscribe('device.replaced'), 'device.replaced', (p) => closeReplaced(p.connectionId));
-      void listen(bus.subscribe('device.command'), 'device.command', (p) => {
-        if (p.deviceId === probeId) return markReady();
-        const lc = byDevice.get(p.deviceId);
-        if (lc) void deliverCommands(lc);
-      });
+      const warn = (fields: object, message: string) => !stopping && log.warn(fields, message);
+      unlisten.push(
+        bus.listen('device.replaced', (p) => closeReplaced(p.connectionId), warn),
+        bus.listen(
+          'device.command',
+          (p) => {
+            if (p.deviceId === probeId) return markReady();
+            const lc = byDevice.get(p.deviceId);
+            if (lc) void deliverCommands(lc);
+          },
+          warn,
+        ),
+      );
       // With Redis, subscribing takes a round trip: probe until our own message comes back.
       void (async () => {
         for (let i = 0; i < 100 && !isReady; i++) {
@@ -593,13 +620,7 @@ export function createDeviceRegistry(opts: RegistryOptions) {
       for (const o of all) o.conn.close(CloseCode.GoingAway, 'gateway shutting down');
       await Promise.allSettled(all.map((o) => o.teardown()));
       await sweeper.stop();
-      for (const s of subscriptions.splice(0)) {
-        try {
-          await s.return?.();
-        } catch {
-          // already ended
-        }
-      }
+      await Promise.allSettled(unlisten.splice(0).map((stop) => stop()));
     },
   };
 }

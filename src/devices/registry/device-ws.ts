@@ -16,6 +16,8 @@ export interface DeviceWsOptions {
   maxPayloadBytes?: number;
   /** Open device connections this node accepts at most; beyond, upgrades get 503. Default 50 000. */
   maxConnections?: number;
+  /** The client address of an upgrade request (lib/client-address's, honouring TRUST_PROXY); default the socket's peer. */
+  clientAddress?: (request: IncomingMessage) => string;
 }
 
 /**
@@ -26,6 +28,7 @@ export interface DeviceWsOptions {
 export function createDeviceWsServer(opts: DeviceWsOptions) {
   const { registry, log, metrics } = opts;
   const maxConnections = opts.maxConnections ?? 50_000;
+  const clientAddress = opts.clientAddress ?? ((request: IncomingMessage) => request.socket.remoteAddress ?? 'unknown');
   const sockets = new Set<WebSocket>();
   const wss = new WebSocketServer({
     noServer: true,
@@ -52,7 +55,7 @@ export function createDeviceWsServer(opts: DeviceWsOptions) {
           handler = h;
         },
       },
-      { ip: request.socket.remoteAddress ?? 'unknown' },
+      { ip: clientAddress(request) },
     );
     socket.on('message', (data, isBinary) => {
       if (!handler) return;
