@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { eq } from 'drizzle-orm';
 import postgres from 'postgres';
+import { isDriverWriteAfterClose } from '../src/db/driver-faults';
 import { tables } from '../src/db/index';
 import { alertXml, connectDevice, insertBinding, insertDevice, isapiPost, type DirectDevice } from './helpers/alarms-fixtures';
 import { registerUser, type TestUser } from './helpers/devices';
@@ -141,15 +142,13 @@ describe('poison posts', () => {
 });
 
 /**
- * postgres.js 3.4.9 (and 3.4.10) can throw from a write it deferred on a connection the server
- * killed (`socket.write` on null in `nextWrite`, porsager/postgres#1154 and #1208): an
- * uncaughtException outside any query, typically as the pool ends. It is the driver's, not the
- * door's; here it is taken aside once connections start being killed, so this file judges the
- * door. Any other uncaught error still fails the file.
+ * The driver's write-after-close fault (src/db/driver-faults.ts) is not the door's: here it is
+ * taken aside once connections start being killed, as the gateway process does, so this file
+ * judges the door. Any other uncaught error still fails the file.
  */
 function setAsideDriverWriteAfterClose() {
   process.setUncaughtExceptionCaptureCallback((err) => {
-    const known = err instanceof TypeError && /reading 'write'/.test(err.message) && /postgres\/src\/connection\.js/.test(err.stack ?? '');
+    const known = isDriverWriteAfterClose(err);
     process.stderr.write(`${known ? 'postgres.js write after close (known driver bug), set aside' : 'uncaught'}: ${err.stack ?? String(err)}\n`);
     if (!known) process.exitCode = 1;
   });
