@@ -1,10 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
-import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
-import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
-import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
-import { fastifyApolloDrainPlugin, fastifyApolloHandler } from '@as-integrations/fastify';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
@@ -19,6 +13,7 @@ import { aesGcmSecretBox, createSecondFactorVerifier, createTotpService } from '
 import type { Config } from './config';
 import { openDb, type DbHandle } from './db/index';
 import {
+  createClaimService,
   createDeviceRegistry,
   createDeviceService,
   createDeviceWsServer,
@@ -30,18 +25,21 @@ import {
 } from './devices/index';
 import { registerAdminRoutes } from './http/admin.routes';
 import { loadAdminToken } from './lib/admin-token';
-import { edgePlugin, limitRules, withinTokenLimit } from './graphql/edge-limits';
 import { registerGraphiqlRoutes } from './http/graphiql.routes';
-import { formatGraphqlError } from './graphql/errors';
-import { jitGateway } from './graphql/jit-executor';
 import { serveGraphqlWs } from './graphql/live/graphql-ws';
+import { createOperationPipeline } from './graphql/pipeline';
+import { limitMessageRate } from './graphql/ws-message-limit';
+import { closeConnectionsWhenDraining } from './http/drain';
+import { registerErrorHandler } from './http/error-handler';
+import { registerGraphqlRoute } from './http/graphql.route';
+import { registerHealthRoutes } from './http/health.routes';
+import { routeUpgrades, type UpgradeHandler } from './http/upgrade-router';
 import { createMetrics, type Metrics } from './http/metrics';
 import { clientAddressOf } from './lib/client-address';
 import { limiterFactory } from './lib/rate-limit';
-import { sha256 } from './lib/secrets';
 import { createDeliveryWorker, transportsFor } from './notify/index';
 import { buildGraphqlSchema } from './resolvers/index';
-import { createLoaders, type GraphqlContext } from './schema/context';
+import { createContextBuilder } from './schema/context';
 import type { Services } from './services';
 import { createAlarmStore, type AlarmStore } from './streams/alarms/alarm-store';
 import { createAlarmService } from './streams/alarms/alarm.service';
@@ -49,6 +47,7 @@ import { createAccessCache } from './streams/live/access-cache';
 import { createAlarmTailer } from './streams/live/alarm-tail';
 import { createLiveService } from './streams/live/live.service';
 import { createEventBus, type EventBus } from './streams/bus/event-bus';
+import { createLeasedJob } from './streams/bus/lease';
 import { createRetentionJob } from './streams/alarms/retention';
 
 export interface AppOverrides {
@@ -89,9 +88,6 @@ export interface Worker {
   start(): void;
   stop(): Promise<void>;
 }
-
-/** Handles WebSocket upgrades for one path (graphql-ws, the device channel). */
-type UpgradeHandler = (request: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
 function createLogger(config: Config): Logger {
   const pretty = process.stdout.isTTY && !config.production;
@@ -209,7 +205,6 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     sweepIntervalMs: config.deviceSweepIntervalMs,
     ...overrides.deviceTimings,
   });
-  workers.push(registry);
   workers.push(
     createRetentionJob({
       db,
@@ -234,10 +229,27 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     bus,
     // Seam for the connection registry (issue 4): replace with its implementation.
     commands: overrides.deviceCommands ?? registryCommands,
+    // Reclaim: an unbind completes a pending claim, a transfer carries it (runs only after `claims` exists).
+    bindingHooks: { bindingsEnded: (tx, ended, now) => claims.bindingHooks.bindingsEnded(tx, ended, now) },
     confirmPassword: auth.confirmPassword,
     onOutbox: delivery.kick,
     log: log.child({ component: 'devices' }),
   });
+  const claims = createClaimService({
+    db,
+    clock,
+    limiters,
+    bus,
+    commands: overrides.deviceCommands ?? registryCommands,
+    devices,
+    windowS: config.reclaimWindowS,
+    publicUrl: config.publicUrl,
+    onOutbox: delivery.kick,
+    log: log.child({ component: 'claims' }),
+  });
+  // Due claims complete on whichever node holds the lease (each claim exactly once regardless).
+  const claimIntervalMs = Math.min(60_000, Math.max(1000, config.reclaimWindowS * 100));
+  workers.push(createLeasedJob(db, { name: 'reclaim', holder: config.nodeId, intervalMs: claimIntervalMs, clock, log, run: async () => void (await claims.completeDue()) }));
   const provisioning = createProvisioningService({ db, clock });
   const adminToken = loadAdminToken(config.adminToken, config.dataDir);
   const alarms = createAlarmService({ clock, store: alarmStore, quietEndS: config.alarmQuietEndS });
@@ -250,7 +262,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     { start: () => accessCache.start(), stop: () => accessCache.stop() },
     { start: () => live.start(), stop: () => live.stop() },
   );
-  const builtServices: Services = { auth, totp, apiKeys, passwordReset, devices, alarms, live };
+  const builtServices: Services = { auth, totp, apiKeys, passwordReset, devices, claims, alarms, live };
   const services = overrides.services ? overrides.services(builtServices) : builtServices;
 
   const schema = await buildGraphqlSchema();
@@ -264,144 +276,33 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   });
+  registerErrorHandler(fastify);
+  closeConnectionsWhenDraining(fastify, () => stopping);
 
-  const operationLabel = (ctx: { operation?: { operation: string; selectionSet: { selections: readonly { kind: string; name?: { value: string } }[] } } | null }) => {
-    const op = ctx.operation;
-    const first = op?.selectionSet.selections.find((s) => s.kind === 'Field');
-    // Root field names are from the validated schema, so the label set stays bounded.
-    return op && first?.name ? `${op.operation}.${first.name.value}` : 'unknown';
-  };
-  const observabilityPlugin: ApolloServerPlugin<GraphqlContext> = {
-    async requestDidStart() {
-      const started = process.hrtime.bigint();
-      let label = 'unknown';
-      return {
-        async didResolveOperation(rc) {
-          label = operationLabel(rc);
-        },
-        async willSendResponse(rc) {
-          const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-          const body = rc.response.body;
-          const errors = body.kind === 'single' ? body.singleResult.errors : undefined;
-          metrics.graphqlRequests.inc({ operation: label, outcome: errors?.length ? 'error' : 'ok' });
-          metrics.graphqlDuration.observe({ operation: label }, seconds);
-          // The request id goes into every error, so a partner's report can be traced in the log.
-          if (errors) {
-            const requestId = rc.contextValue.requestId;
-            body.kind === 'single' &&
-              (body.singleResult.errors = errors.map((e) => ({ ...e, extensions: { ...e.extensions, requestId } })));
-          }
-        },
-      };
-    },
-  };
-
-  const apollo = new ApolloServer<GraphqlContext>({
-    // jit: a gateway whose executor runs compiled queries (src/http/jit-executor.ts); same schema either way.
-    ...(config.graphqlExecutor === 'jit'
-      ? { gateway: jitGateway(schema, 'jit', { onFallback: (operationName, reason) => log.warn({ operationName, reason }, 'graphql-jit could not compile; using graphql-js') }) }
-      : { schema }),
-    // Always on here; edgePlugin closes it to anonymous callers in production.
-    introspection: true,
-    validationRules: [...limitRules],
-    includeStacktraceInErrorResponses: false,
-    hideSchemaDetailsFromClientErrors: config.production,
-    csrfPrevention: true,
-    allowBatchedHttpRequests: false,
-    formatError: (formatted, error) => formatGraphqlError(formatted, error, { production: config.production, log }),
-    plugins: [fastifyApolloDrainPlugin(fastify), ApolloServerPluginCacheControlDisabled(), ApolloServerPluginLandingPageDisabled(), edgePlugin(schema, config.production), observabilityPlugin],
+  // One pipeline and one context builder for HTTP and graphql-ws.
+  const pipeline = createOperationPipeline({
+    schema,
+    production: config.production,
+    executor: config.graphqlExecutor,
+    onJitFallback: (operationName, reason) => log.warn({ operationName, reason }, 'graphql-jit could not compile; using graphql-js'),
   });
-  await apollo.start();
-  closers.unshift(() => apollo.stop());
-
-  fastify.setErrorHandler((error: { code?: string; statusCode?: number }, request, reply) => {
-    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      return reply.code(413).send({ errors: [{ message: 'Request body too large', extensions: { code: 'BAD_USER_INPUT', requestId: request.id } }] });
-    }
-    const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
-    if (status === 500) request.log.error({ err: error }, 'unhandled error');
-    return reply
-      .code(status)
-      .send({ errors: [{ message: status === 500 ? 'Internal error' : 'Bad request', extensions: { code: status === 500 ? 'INTERNAL' : 'BAD_USER_INPUT', requestId: request.id } }] });
-  });
-
-  const contextFor = async (request: { headers: Record<string, string | string[] | undefined>; ip: string; id: string }): Promise<GraphqlContext> => {
-    const authorization = request.headers.authorization;
-    const caller = await services.auth.authenticate(typeof authorization === 'string' ? authorization : undefined);
-    return {
-      caller,
-      meta: { ip: request.ip, userAgent: typeof request.headers['user-agent'] === 'string' ? request.headers['user-agent'] : null },
-      requestId: request.id,
-      services,
-      loaders: createLoaders(services, caller),
-      log,
-    };
-  };
-  const graphqlError = (code: string, message: string, requestId: string, extra: Record<string, unknown> = {}) => ({
-    errors: [{ message, extensions: { code, requestId, ...extra } }],
-  });
-  const httpByIp = limiters.create('http-ip', config.limits.httpPerIpPerMin, 60);
-  const httpByToken = limiters.create('http-token', config.limits.httpPerTokenPerMin, 60);
-  const apolloHandler = fastifyApolloHandler(apollo, { context: contextFor });
-  fastify.route({
-    url: '/graphql',
-    method: ['GET', 'POST', 'OPTIONS'],
-    async preHandler(request, reply) {
-      const authorization = request.headers.authorization;
-      const waits = await Promise.all([
-        httpByIp.consume(request.ip),
-        typeof authorization === 'string' ? httpByToken.consume(sha256(authorization)) : Promise.resolve(0),
-      ]);
-      const wait = Math.max(...waits);
-      if (wait > 0) {
-        return reply.code(429).header('retry-after', String(wait)).send(graphqlError('RATE_LIMITED', 'Too many requests', request.id, { retryAfterSeconds: wait }));
-      }
-      const body = request.body as { query?: unknown } | unknown[] | undefined;
-      const query = Array.isArray(body) ? undefined : (body?.query ?? (request.query as { query?: unknown })?.query);
-      if (typeof query === 'string' && !withinTokenLimit(query)) {
-        return reply.code(400).send(graphqlError('QUERY_TOO_COMPLEX', 'Query has too many tokens', request.id));
-      }
-      return undefined;
-    },
-    async handler(request, reply) {
-      // graphql-js cannot abort a running execution, but the client gets a bounded wait and the
-      // database bounds each statement (statement_timeout on Postgres).
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<'timeout'>((resolve) => {
-        timer = setTimeout(() => resolve('timeout'), config.limits.operationTimeoutMs);
-      });
-      try {
-        const result = await Promise.race([apolloHandler.call(this, request as never, reply as never), timeout]);
-        if (result !== 'timeout') return result;
-        request.log.warn({ requestId: request.id }, 'graphql operation timed out');
-        return reply.code(503).send(graphqlError('QUERY_TOO_COMPLEX', 'The operation took too long', request.id));
-      } finally {
-        clearTimeout(timer);
-      }
-    },
-  });
-
+  const contexts = createContextBuilder(services, log);
+  registerGraphqlRoute(fastify, { schema, pipeline, contexts, limiters, metrics, log, production: config.production, limits: config.limits });
   registerGraphiqlRoutes(fastify);
   registerAdminRoutes(fastify, { token: adminToken, provisioning, limiters, log });
   await fastify.register(isapiIngest({ db, clock, log, registry, alarms: alarmStore, bodyLimit: config.limits.isapiBodyBytes, metricsRegistry: metrics.registry }));
-  fastify.get('/healthz', async () => ({ status: 'ok' }));
-  fastify.get('/readyz', async (_req, reply) => {
-    try {
+  registerHealthRoutes(fastify, {
+    async ready() {
       if (!migrated) throw new Error('migrations not applied');
       await dbHandle.ping();
-      return { status: 'ready', database: dbHandle.kind };
-    } catch (err) {
-      log.warn({ err }, 'readiness check failed');
-      return reply.code(503).send({ status: 'unavailable' });
-    }
-  });
-  fastify.get('/metrics', async (_req, reply) => {
-    reply.header('content-type', metrics.registry.contentType);
-    return metrics.registry.metrics();
+      return { database: dbHandle.kind };
+    },
+    metrics,
+    metricsToken: config.metricsToken,
+    log,
   });
 
   // WebSockets: one `ws` server per path, all on the HTTP server's upgrade event.
-  const upgrades = new Map<string, UpgradeHandler>();
   const sockets = new Set<WebSocket>();
   const graphqlWss = new WebSocketServer({ noServer: true, maxPayload: 256 * 1024 });
   const graphqlWs = serveGraphqlWs({
@@ -413,7 +314,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     log,
     metrics,
     production: config.production,
-    validationRules: limitRules,
+    pipeline,
+    contexts,
     maxSubscriptionsPerConnection: config.limits.wsSubscriptionsPerConnection,
     maxConnectionsPerUser: config.limits.wsConnectionsPerUser,
     maxPendingPerSubscription: config.limits.wsPendingEvents,
@@ -425,35 +327,19 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   });
   graphqlWss.on('connection', (socket) => {
     sockets.add(socket);
-    // graphql-ws has no message limit of its own: a flood closes the socket (1008 policy violation).
-    let windowStart = Date.now();
-    let messages = 0;
-    socket.on('message', () => {
-      const now = Date.now();
-      if (now - windowStart >= 1000) {
-        windowStart = now;
-        messages = 0;
-      }
-      if (++messages > config.limits.wsMessagesPerS) socket.close(1008, 'Too many messages');
-    });
+    limitMessageRate(socket, config.limits.wsMessagesPerS);
     metrics.openWebSockets.inc({ endpoint: 'graphql' });
     socket.once('close', () => {
       sockets.delete(socket);
       metrics.openWebSockets.dec({ endpoint: 'graphql' });
     });
   });
-  upgrades.set('/graphql', (req, socket, head) => graphqlWss.handleUpgrade(req, socket, head, (ws) => graphqlWss.emit('connection', ws, req)));
   const deviceWs = createDeviceWsServer({ registry, log, metrics, clientAddress: clientAddressOf(config.trustProxy) });
-  upgrades.set('/devices/ws', deviceWs.handleUpgrade);
-  fastify.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const pathname = new URL(req.url ?? '/', 'http://x').pathname;
-    const handler = upgrades.get(pathname);
-    if (!handler || stopping) {
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
-      return;
-    }
-    handler(req, socket, head);
-  });
+  const upgrades = new Map<string, UpgradeHandler>([
+    ['/graphql', (req, socket, head) => graphqlWss.handleUpgrade(req, socket, head, (ws) => graphqlWss.emit('connection', ws, req))],
+    ['/devices/ws', deviceWs.handleUpgrade],
+  ]);
+  routeUpgrades(fastify.server, upgrades, () => stopping);
 
   let stopping = false;
   let url = '';
@@ -476,6 +362,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       // seconds later. The kernel caps this at net.core.somaxconn.
       const address = await fastify.listen({ port, host: config.host, backlog: 4096 });
       url = address.replace('[::1]', '127.0.0.1');
+      registry.start();
       for (const w of workers) w.start();
       log.info(
         { url, explorer: `${url}/graphiql`, database: dbHandle.kind, bus: redis ? 'redis' : 'in-process', node: config.nodeId },
@@ -494,7 +381,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       await registry.stop();
       await deviceWs.close();
       await graphqlWs.dispose();
-      await fastify.close(); // Apollo's drain plugin waits for in-flight requests
+      await fastify.close(); // waits for in-flight requests
       await Promise.allSettled(workers.map((w) => w.stop()));
       for (const close of closers) {
         try {

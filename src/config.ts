@@ -30,6 +30,7 @@ const envSchema = z.object({
   SMS_WEBHOOK_URL: url(['http:', 'https:']).optional(),
   JWT_PRIVATE_KEY: z.string().min(1).optional(),
   ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
+  METRICS_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
   DEVICE_OFFLINE_AFTER_S: positiveInt.default(90),
   DEVICE_HEARTBEAT_S: positiveInt.max(3600).default(30),
   DEVICE_SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
@@ -72,6 +73,7 @@ const envSchema = z.object({
   WS_GROUPING: z.enum(['true', 'false', '1', '0']).default('true').transform((v) => v === 'true' || v === '1'),
   GRAPHQL_EXECUTOR: z.enum(['jit', 'graphql-js']).default('jit'),
   ARGON2_CONCURRENCY: z.coerce.number().int().min(0).max(64).optional(),
+  RECLAIM_WINDOW_S: positiveInt.default(7 * 86_400),
   TRUST_PROXY: z.enum(['true', 'false', '1', '0']).default('false').transform((v) => v === 'true' || v === '1'),
 });
 
@@ -90,6 +92,8 @@ export interface Config {
   smsWebhookUrl: string | undefined;
   jwtPrivateKey: string | undefined;
   adminToken: string | undefined;
+  /** Bearer token `/metrics` requires when set; unset, `/metrics` is open (keep it off the public network then). */
+  metricsToken: string | undefined;
   deviceOfflineAfterS: number;
   /** Heartbeat period told to WebSocket devices; 2.5 of them without a frame is OFFLINE. */
   deviceHeartbeatS: number;
@@ -134,7 +138,7 @@ export interface Config {
     operationTimeoutMs: number;
     /** Messages per second one GraphQL WebSocket may send before it is closed. */
     wsMessagesPerS: number;
-    /** GraphQL WebSockets one user may hold open on one node (4429 beyond). */
+    /** GraphQL WebSockets one user may hold open on one node (4430 beyond). */
     wsConnectionsPerUser: number;
     wsSubscriptionsPerConnection: number;
     /** Undelivered events one subscription may hold; full for `wsSlowConsumerMs`, its socket is closed 1013 (slow consumer). */
@@ -160,6 +164,8 @@ export interface Config {
   refreshTokenTtlS: number;
   alarmQuietEndS: number;
   alarmRetentionDays: number;
+  /** The owner's objection window for a device claim (reclaim), in seconds. */
+  reclaimWindowS: number;
 }
 
 /**
@@ -188,6 +194,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     smsWebhookUrl: e.SMS_WEBHOOK_URL,
     jwtPrivateKey: e.JWT_PRIVATE_KEY,
     adminToken: e.ADMIN_TOKEN,
+    metricsToken: e.METRICS_TOKEN,
     deviceOfflineAfterS: e.DEVICE_OFFLINE_AFTER_S,
     deviceHeartbeatS: e.DEVICE_HEARTBEAT_S,
     deviceSweepIntervalMs: e.DEVICE_SWEEP_INTERVAL_MS,
@@ -230,5 +237,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     refreshTokenTtlS: e.REFRESH_TOKEN_TTL_S,
     alarmQuietEndS: e.ALARM_QUIET_END_S,
     alarmRetentionDays: e.ALARM_RETENTION_DAYS,
+    reclaimWindowS: e.RECLAIM_WINDOW_S,
   };
 }

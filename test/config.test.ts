@@ -31,6 +31,7 @@ for (const [name, value] of [
   ['DEVICE_OFFLINE_AFTER_S', '-5'],
   ['LOG_LEVEL', 'loud'],
   ['ADMIN_TOKEN', 'short'],
+  ['METRICS_TOKEN', 'short'],
   ['ACCESS_TOKEN_TTL_S', '3600'],
 ] as const) {
   test(`a bad ${name} stops start-up with a message naming it when it is ${JSON.stringify(value)}`, () => {

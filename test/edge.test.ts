@@ -96,6 +96,8 @@ describe('hostile input on the GraphQL edge', () => {
     const r = await post(t.url, JSON.stringify({ query }), { 'content-type': 'text/plain' });
     assert.ok(r.status >= 400 && r.status < 500, `status ${r.status}`);
     assert.ok(!r.text.includes('accessToken'));
+    assert.deepEqual(codesOf(r), ['BAD_USER_INPUT']);
+    assert.equal(typeof r.json?.errors?.[0]?.extensions?.requestId, 'string', 'the CSRF refusal carries a request id');
     // The account was not created: registering it properly now succeeds.
     expectData(await t.gql(RegisterDocument, { input: { email, password: STRONG_PASSWORD } }));
   });
@@ -189,4 +191,35 @@ test('me is UNAUTHENTICATED rather than INTERNAL when the bearer is garbage', as
   } finally {
     await t.stop();
   }
+});
+
+describe('METRICS_TOKEN', () => {
+  const metricsToken = 'm'.repeat(12) + 'etrics-token-123';
+  let t: TestApp;
+  before(async () => {
+    t = await startApp({ env: { METRICS_TOKEN: metricsToken } });
+  });
+  after(() => t.stop());
+
+  test('/metrics is 401 when the bearer is missing or wrong and served when it matches', async () => {
+    assert.equal((await fetch(`${t.url}/metrics`)).status, 401);
+    assert.equal((await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${metricsToken}x` } })).status, 401);
+    const ok = await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${metricsToken}` } });
+    assert.equal(ok.status, 200);
+    assert.match(await ok.text(), /vigil_graphql_requests_total|process_cpu/);
+    // Health stays open: load balancers probe it without credentials.
+    assert.equal((await fetch(`${t.url}/healthz`)).status, 200);
+  });
+});
+
+test('the device registry is stopped once when the app stops', async () => {
+  const t = await startApp();
+  let stops = 0;
+  const stop = t.app.registry.stop.bind(t.app.registry);
+  t.app.registry.stop = () => {
+    stops++;
+    return stop();
+  };
+  await t.stop();
+  assert.equal(stops, 1);
 });

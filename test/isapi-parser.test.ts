@@ -384,12 +384,36 @@ describe('parseAlertXml normalisation', () => {
     assert.equal(a.activePostCount, 0);
   });
 
-  test('accepts a truncated document when eventType survived the cut', () => {
+  test('refuses a cut document as truncated even when eventType survived the cut', () => {
     const full = fixtureText('vmd.xml');
     const cut = full.slice(0, full.indexOf('<eventDescription>') + '<eventDescr'.length);
-    const a = parseAlertXml(cut);
-    assert.equal(a.eventType, 'vmd');
-    assert.equal(a.description, null);
+    assertParseError(() => parseAlertXml(cut), 'truncated');
+  });
+
+  test('refuses a videoloss heartbeat cut before or inside eventState instead of reading it as active', () => {
+    const full = fixtureText('heartbeat-videoloss.xml');
+    const at = full.indexOf('<eventState>');
+    for (const n of [at, at + '<eventState>ina'.length, full.indexOf('</eventState>') + 4, full.lastIndexOf('</EventNotificationAlert') + 10, full.trimEnd().length - 1]) {
+      assertParseError(() => parseAlertXml(full.slice(0, n)), 'truncated');
+    }
+    assert.equal(parseAlertXml(full.trimEnd()).state, 'inactive');
+  });
+
+  test('keeps the active default when a complete document has no eventState', () => {
+    const full = fixtureText('vmd.xml').replace(/<eventState>[^<]*<\/eventState>/, '');
+    assert.equal(parseAlertXml(full).state, 'active');
+  });
+
+  test('reads a document as complete when its root end tag is followed by junk or quoted in a comment before the end', () => {
+    const full = fixtureText('vmd.xml').trimEnd();
+    assert.equal(parseAlertXml(`${full}\r\n--MIME_bou`).eventType, 'vmd');
+    const commented = full.replace('<eventType>', '<!-- </EventNotificationAlert> --><eventType>');
+    assertParseError(() => parseAlertXml(commented.slice(0, commented.indexOf('<eventState>'))), 'truncated');
+  });
+
+  test('treats a device time pushed past year 9999 by its offset as unknown', () => {
+    const full = fixtureText('vmd.xml').replace(/<dateTime>[^<]*<\/dateTime>/, '<dateTime>9999-12-31T23:59:59-23:59</dateTime>');
+    assert.equal(parseAlertXml(full).deviceTime, null);
   });
 });
 
@@ -632,10 +656,10 @@ describe('classifyAlert', () => {
 });
 
 describe('broken input', () => {
-  test('throws missing-event-type when XML is truncated before eventType closes', () => {
-    assertParseError(() => parseAlertBody(fixture('truncated.xml'), XML), 'missing-event-type');
+  test('throws truncated when XML is cut before eventType closes', () => {
+    assertParseError(() => parseAlertBody(fixture('truncated.xml'), XML), 'truncated');
     const full = fixtureText('vmd.xml');
-    assertParseError(() => parseAlertXml(full.slice(0, full.indexOf('<eventType>') - 3)), 'missing-event-type');
+    assertParseError(() => parseAlertXml(full.slice(0, full.indexOf('<eventType>') - 3)), 'truncated');
   });
 
   test('throws missing-event-type when the document has no eventType', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { GraphQLError, GraphQLInt, GraphQLObjectType, GraphQLSchema, parse, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { GraphQLError, GraphQLInt, GraphQLObjectType, GraphQLSchema, GraphQLString, parse, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import { pino } from 'pino';
 import { createSubscriptionFanout, type FanoutMember } from '../src/graphql/live/subscription-fanout';
 import { encodeAlarmCursor, type AlarmCursor } from '../src/streams/alarms/alarm-cursor';
@@ -9,6 +9,8 @@ import type { AlarmView } from '../src/streams/alarms/alarm.service';
 import { createLiveService } from '../src/streams/live/live.service';
 import type { AlarmRow } from '../src/streams/alarms/alarm-store';
 import { createEventBus } from '../src/streams/bus/event-bus';
+import { createDeviceLoaders } from '../src/devices/catalog/device-loaders';
+import type { DeviceService } from '../src/devices/catalog/device.service';
 
 /** A source the test pushes into: `tick` values, or an error for a field error. */
 function pushable() {
@@ -259,4 +261,167 @@ describe('alarms(after:) resume', () => {
       assert.equal(live.alarmStreams(), 0);
     });
   }
+});
+
+describe('subscription fan-out: a resumed alarms subscription joins its group', () => {
+  const caller = { kind: 'session', userId: 'u', sessionId: 's' } as const;
+
+  function world() {
+    const table: AlarmRow[] = [];
+    const store = {
+      tailEnd: async () => ({ xid: 1, seq: 0 }),
+      tailAfter: async (after: AlarmCursor, limit: number) => table.filter((r) => r.xid > after.xid || (r.xid === after.xid && r.seq > after.seq)).slice(0, limit),
+    };
+    const tailer = createAlarmTailer({ store, bus: createEventBus(), log: pino({ level: 'silent' }), recentRows: 1000, tickMs: 60_000 });
+    tailer.start();
+    const live = createLiveService({
+      clock: () => new Date(),
+      bus: createEventBus(),
+      log: pino({ level: 'silent' }),
+      tailer,
+      access: { canSeeBinding: async () => true, canSeeDevice: async () => true },
+      store: { replayForUser: async () => assert.fail('replayed from the window') },
+      alarms: { toView: (r) => ({ id: r.id, cursor: encodeAlarmCursor(r) }) as unknown as AlarmView },
+    });
+    let executions = 0;
+    const Alarm = new GraphQLObjectType({
+      name: 'Alarm',
+      fields: {
+        id: { type: GraphQLString, resolve: (a: AlarmView) => (executions++, a.id) },
+      },
+    });
+    const schema = new GraphQLSchema({
+      query: new GraphQLObjectType({ name: 'Query', fields: { ok: { type: GraphQLInt } } }),
+      subscription: new GraphQLObjectType({
+        name: 'Subscription',
+        fields: {
+          alarms: {
+            type: Alarm,
+            args: { after: { type: GraphQLString } },
+            subscribe: (_: unknown, args: { after?: string | null }) => live.alarms(caller, args),
+            resolve: (a: unknown) => a,
+          },
+        },
+      }),
+    });
+    const document = parse('subscription($after: String) { alarms(after: $after) { id } }');
+    const liveArgs: ExecutionArgs = { schema, document, variableValues: {} };
+    let seq = 0;
+    async function add(n: number) {
+      const ids: string[] = [];
+      for (let i = 0; i < n; i++) {
+        seq++;
+        table.push({ xid: 2, seq, id: `a${seq}`, bindingId: 'b', deviceId: 'd', alarmType: 'MOTION' } as unknown as AlarmRow);
+        ids.push(`a${seq}`);
+      }
+      tailer.wake();
+      await waitUntil(() => tailer.position()?.seq === seq);
+      return ids;
+    }
+    return { tailer, live, liveArgs, add, executions: () => executions, cursorOf: (s: number) => encodeAlarmCursor({ xid: 2, seq: s }) };
+  }
+
+  async function waitUntil(ok: () => boolean) {
+    for (let i = 0; i < 500 && !ok(); i++) await new Promise((r) => setTimeout(r, 2));
+    assert.ok(ok(), 'condition not met in time');
+  }
+
+  /** A member whose socket takes every write at once (graphql-ws's, in practice); the ids it got, in order. */
+  function member(got: string[]): { member: FanoutMember; attach(sub: Results): void } {
+    let target: Results | null = null;
+    return {
+      member: { onSlow() {}, deliver: (b) => (got.push((JSON.parse(b.toString()) as { data: { alarms: { id: string } } }).data.alarms.id), true) },
+      attach(sub) {
+        target = sub;
+        void (async () => {
+          for await (const r of target!) got.push((r.data as { alarms: { id: string } }).alarms.id);
+        })();
+      },
+    };
+  }
+
+  test('replays alone, then shares the group execution, with every alarm once and in order, when alarms keep arriving', async () => {
+    const w = world();
+    const fanout = createSubscriptionFanout({ maxPending: 50, slowAfterMs: 1000 });
+    try {
+      await w.add(3);
+      const plainGot: string[] = [];
+      const p = member(plainGot);
+      p.attach((await fanout.subscribe(w.liveArgs, 'k', p.member)) as Results);
+      const early = await w.add(2);
+      await waitUntil(() => plainGot.length === 2);
+      assert.deepEqual(plainGot, early);
+
+      // Resumes after a2, while alarms keep coming.
+      const resumedGot: string[] = [];
+      const r = member(resumedGot);
+      const writing = w.add(5);
+      r.attach((await fanout.subscribe({ ...w.liveArgs, variableValues: { after: w.cursorOf(2) } }, 'k', r.member, { liveArgs: w.liveArgs })) as Results);
+      await writing;
+      await waitUntil(() => resumedGot.length === 8 && plainGot.length === 7);
+      assert.deepEqual(resumedGot, ['a3', 'a4', 'a5', 'a6', 'a7', 'a8', 'a9', 'a10']);
+      assert.equal(w.live.alarmStreams(), 1, 'the replay stream ended once caught up');
+      assert.equal(fanout.groupCount(), 1);
+
+      // From now on one execution per alarm for both.
+      const before = w.executions();
+      const later = await w.add(4);
+      await waitUntil(() => resumedGot.length === 12 && plainGot.length === 11);
+      assert.deepEqual(resumedGot.slice(8), later);
+      assert.deepEqual(plainGot.slice(7), later);
+      assert.equal(w.executions() - before, 4);
+    } finally {
+      await w.tailer.stop();
+    }
+  });
+
+  test('opens the group itself when none is open, and the group closes when it leaves', async () => {
+    const w = world();
+    const fanout = createSubscriptionFanout({ maxPending: 50, slowAfterMs: 1000 });
+    try {
+      await w.add(3);
+      const got: string[] = [];
+      const r = member(got);
+      const sub = (await fanout.subscribe({ ...w.liveArgs, variableValues: { after: w.cursorOf(1) } }, 'k', r.member, { liveArgs: w.liveArgs })) as Results;
+      r.attach(sub);
+      await waitUntil(() => got.length === 2 && fanout.groupCount() === 1 && w.live.alarmStreams() === 1);
+      const later = await w.add(2);
+      await waitUntil(() => got.length === 4);
+      assert.deepEqual(got, ['a2', 'a3', ...later]);
+      await sub.return(undefined);
+      await waitUntil(() => fanout.groupCount() === 0 && w.live.alarmStreams() === 0);
+    } finally {
+      await w.tailer.stop();
+    }
+  });
+});
+
+describe('subscription device loaders: reads shared while they run', () => {
+  test('shares a running read with later loads of the same device, and keeps nothing once it is done', async () => {
+    const calls: string[][] = [];
+    let release: () => void = () => {};
+    const devices = {
+      devicesByIds: async (_caller: unknown, ids: readonly string[]) => {
+        calls.push([...ids]);
+        await new Promise<void>((r) => (release = r));
+        return ids.map((id) => ({ id }));
+      },
+      sharesOfDevices: async () => [],
+    } as unknown as DeviceService;
+    const loaders = createDeviceLoaders(devices, null, { cache: false, shareInFlight: true });
+    const first = loaders.device.load('d1');
+    await nextTick();
+    // Another execution, a turn later, while the read runs: no second statement.
+    const second = loaders.device.load('d1');
+    await nextTick();
+    assert.equal(calls.length, 1);
+    release();
+    assert.deepEqual([await first, await second], [{ id: 'd1' }, { id: 'd1' }]);
+    // Done: the next load reads again (a device may have changed or been unbound since).
+    const third = loaders.device.load('d1');
+    await nextTick();
+    assert.equal(calls.length, 2);
+    release();
+    await third;
+  });
 });

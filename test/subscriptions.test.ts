@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { eq } from 'drizzle-orm';
+import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { tables } from '../src/db/index';
 import type { AlarmPost } from '../src/streams/alarms/alarm-store';
@@ -190,6 +191,36 @@ describe('alarms', () => {
     await all.received(4);
     assert.deepEqual(all.errors, []);
     await settle(all, onlyTwo, lines);
+  });
+
+  test('lets a resumed subscription share its group\'s execution once its replay has caught up, with every alarm once and in order', async () => {
+    const a = client(owner.token);
+    const b = client(owner.token);
+    const live = subscribe(a, AlarmCursorsDocument, { deviceIds: [one.device.id] });
+    await subscriptionsRunning(t.app, 1);
+    await raise(one.provisioned);
+    await raise(one.provisioned);
+    const [first, second] = await live.received(2);
+    // Resumes after the first: replays the second alone, then joins the live subscriber's group.
+    const resumed = subscribe(b, AlarmCursorsDocument, { deviceIds: [one.device.id], after: first!.alarms.cursor });
+    const [replayed] = await resumed.received(1);
+    assert.equal(replayed!.alarms.id, second!.alarms.id);
+    // One stream (the group's) serves both: the resumed one's own replay stream has ended.
+    await waitFor(
+      async () => t.app.services.live.alarmStreams() === 1 && (await gauge(t.app, 'vigil_graphql_subscription_groups')) === 1 && (await gauge(t.app, 'vigil_graphql_subscriptions')) === 2,
+      5000,
+      'one group and one stream for both',
+    );
+    await raise(one.provisioned);
+    await raise(one.provisioned);
+    const both = [await live.received(4), await resumed.received(3)];
+    assert.deepEqual(
+      both[1]!.map((e) => e.alarms.id),
+      both[0]!.slice(1).map((e) => e.alarms.id),
+    );
+    assert.deepEqual(live.errors, []);
+    assert.deepEqual(resumed.errors, []);
+    await settle(live, resumed);
   });
 
   test('delivers a burst larger than its buffer exactly once and in order by catching up from the database', async () => {
@@ -532,15 +563,36 @@ describe('limits', () => {
     await settle(...ok, next);
   });
 
-  test('closes a connection over the per-user cap with 4429', async () => {
+  test('closes a connection over the per-user cap with its own code 4430, which the graphql-ws client retries until there is room', async () => {
     const user = await registerUser(t, 'cap-conns');
     const open = [0, 1, 2, 3].map(() => client(user.token));
     await Promise.all(open.map((c) => c.connected));
     const over = client(user.token);
-    assert.equal((await over.closed).code, 4429);
-    await open[0]!.dispose();
-    const again = client(user.token);
-    await again.connected;
+    const closed = await over.closed;
+    assert.equal(closed.code, 4430, 'not 4429: graphql-ws reserves it for a second connection_init');
+    assert.match(closed.reason, /retry later/);
+
+    // A client that retries (graphql-ws's default) gets in once one of the user's connections closes.
+    const closes: number[] = [];
+    let connected!: () => void;
+    const connectedOnce = new Promise<void>((r) => (connected = r));
+    const retrying = createClient({
+      url: `${t.url.replace(/^http/, 'ws')}/graphql`,
+      webSocketImpl: WebSocket,
+      lazy: false,
+      retryAttempts: 20,
+      retryWait: async () => new Promise((r) => setTimeout(r, 20)),
+      connectionParams: { authorization: `Bearer ${user.token}` },
+      on: { closed: (e) => closes.push((e as { code: number }).code), connected: () => connected() },
+      onNonLazyError: () => {},
+    });
+    try {
+      await waitFor(() => closes.includes(4430), 5000, 'a refused attempt');
+      await open[0]!.dispose();
+      await connectedOnce;
+    } finally {
+      await retrying.dispose();
+    }
     await settle();
   });
 

@@ -1,6 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { hkdfSync, randomUUID } from 'node:crypto';
+import { isUuid } from '../lib/validate';
 import {
   calculateJwkThumbprint,
   exportJWK,
@@ -111,7 +112,8 @@ export function accessTokenSigner(key: { privateKey: Key; publicKey: Key; kid: s
           requiredClaims: ['sub', 'exp', 'jti', 'sid'],
         });
         if (protectedHeader.kid !== key.kid) return null;
-        if (typeof payload.sid !== 'string' || !payload.sub || !payload.jti) return null;
+        // Claims are read as ids: anything but UUIDs does not check out (and never reaches the database).
+        if (typeof payload.sid !== 'string' || !isUuid(payload.sid) || !payload.sub || !isUuid(payload.sub) || !payload.jti) return null;
         return { userId: payload.sub, sessionId: payload.sid, jti: payload.jti };
       } catch {
         return null;

@@ -2,10 +2,8 @@ import { createHash } from 'node:crypto';
 import { maxAliasesRule } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
 import { maxDirectivesRule } from '@escape.tech/graphql-armor-max-directives';
-import type { ApolloServerPlugin } from '@apollo/server';
 import {
   GraphQLError,
-
   Lexer,
   Source,
   TokenKind,
@@ -21,7 +19,6 @@ import { createRequire } from 'node:module';
 import type { ComplexityEstimator } from 'graphql-query-complexity';
 
 const { getComplexity, simpleEstimator } = createRequire(import.meta.url)('graphql-query-complexity') as typeof import('graphql-query-complexity');
-import type { GraphqlContext } from '../schema/context';
 
 /**
  * Limits on what one GraphQL operation may ask for, shared by HTTP and graphql-ws. The contract's
@@ -84,7 +81,7 @@ const paginatedEstimator: ComplexityEstimator = ({ args, childComplexity }) => {
 };
 
 /**
- * Costs already estimated, per parsed document (Apollo and graphql-ws reuse the parsed document of a
+ * Costs already estimated, per parsed document (the pipeline reuses the parsed document of a
  * repeated query), then per operation and variables: the estimate walks the whole document.
  * 'skip' = the estimator could not run (left for execution to report); 'too-many-nodes' = over its node limit.
  */
@@ -146,25 +143,3 @@ function findsIntrospection(document: DocumentNode): boolean {
   });
   return found;
 }
-
-/** Introspection is open in development; in production only to authenticated callers (partners' codegen, the explorer). */
-export function assertIntrospectionAllowed(document: DocumentNode, authenticated: boolean, production: boolean) {
-  if (production && !authenticated && usesIntrospection(document)) {
-    throw new GraphQLError('Introspection requires authentication', { extensions: { code: 'UNAUTHENTICATED' } });
-  }
-}
-
-/** Apollo plugin: introspection gate and cost limit once the operation is resolved. */
-export function edgePlugin(schema: GraphQLSchema, production: boolean): ApolloServerPlugin<GraphqlContext> {
-  return {
-    async requestDidStart() {
-      return {
-        async didResolveOperation(rc) {
-          assertIntrospectionAllowed(rc.document, !!rc.contextValue.caller, production);
-          assertCost(schema, rc.document, rc.request.variables, rc.operationName);
-        },
-      };
-    },
-  };
-}
-

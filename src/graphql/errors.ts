@@ -1,19 +1,45 @@
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import type { Logger } from 'pino';
-import { DomainError } from '../lib/domain-error';
+import { assertUnreachable, DomainError } from '../lib/domain-error';
 import { ErrorCode, toErrorCode } from '../schema/error-code';
 
-/** Codes that graphql-js and Apollo give to malformed requests; all reach the client as BAD_USER_INPUT. */
-const REQUEST_ERROR_CODES = new Set([
-  'GRAPHQL_PARSE_FAILED',
-  'GRAPHQL_VALIDATION_FAILED',
-  'BAD_USER_INPUT',
-  'BAD_REQUEST',
-  'OPERATION_RESOLUTION_FAILURE',
-  'PERSISTED_QUERY_NOT_FOUND',
-  'PERSISTED_QUERY_NOT_SUPPORTED',
-]);
+const CONTRACT_CODES = new Set<string>(Object.values(ErrorCode));
+const isContractCode = (code: unknown): code is ErrorCode => typeof code === 'string' && CONTRACT_CODES.has(code);
 
+/**
+ * The HTTP status of a request refused with `code` before anything ran (the pipeline's refusals,
+ * the HTTP route's own). Errors from a running operation leave with 200 beside their data.
+ */
+export function httpStatusOf(code: ErrorCode): number {
+  switch (code) {
+    case ErrorCode.BAD_USER_INPUT:
+    case ErrorCode.QUERY_TOO_COMPLEX:
+    case ErrorCode.WEAK_PASSWORD:
+    case ErrorCode.INVALID_CREDENTIALS:
+    case ErrorCode.TOTP_REQUIRED:
+    case ErrorCode.INVALID_RESET_CODE:
+    case ErrorCode.DEVICE_ALREADY_BOUND:
+    case ErrorCode.INVALID_VERIFICATION_CODE:
+      return 400;
+    case ErrorCode.UNAUTHENTICATED:
+      return 401;
+    case ErrorCode.FORBIDDEN:
+      return 403;
+    case ErrorCode.NOT_FOUND:
+      return 404;
+    case ErrorCode.RATE_LIMITED:
+      return 429;
+    case ErrorCode.INTERNAL:
+      return 500;
+    default:
+      return assertUnreachable(code);
+  }
+}
+
+/** `httpStatusOf` for a code read off an error; anything else is our fault (500). */
+export const refusalStatus = (code: unknown): number => (isContractCode(code) ? httpStatusOf(code) : 500);
+
+/** Codes found down an error's chain (graphql-js wraps resolver errors; limits tag their own). */
 function codesInChain(error: unknown): unknown[] {
   const codes: unknown[] = [];
   for (let e = error, i = 0; e instanceof GraphQLError && i < 5; e = e.originalError, i++) codes.push(e.extensions?.code);
@@ -28,8 +54,9 @@ function originalOf(error: unknown): unknown {
 
 /**
  * The single place an error becomes what a client sees: a contract ErrorCode, a safe message,
- * `retryAfterSeconds` for RATE_LIMITED, nothing internal. Unknown errors are logged in full and
- * leave as INTERNAL. In production, graphql-js "Did you mean" hints are stripped.
+ * `retryAfterSeconds` for RATE_LIMITED, `requestId` when given, nothing internal. Unknown errors
+ * are logged in full and leave as INTERNAL. In production, graphql-js "Did you mean" hints are
+ * stripped.
  */
 export function formatGraphqlError(
   formatted: GraphQLFormattedError,
@@ -48,19 +75,14 @@ export function formatGraphqlError(
       return { message: original.message, ...base, extensions: withId(ext) };
     }
   }
-  const existing = formatted.extensions?.code;
-  // Limit rules and the introspection gate tag their errors; Apollo re-wraps validation errors
-  // (as GRAPHQL_VALIDATION_FAILED), so look down the chain for the tag.
-  const tagged = codesInChain(error).find((c) => c === ErrorCode.QUERY_TOO_COMPLEX || c === ErrorCode.UNAUTHENTICATED);
-  if (tagged) return { message: formatted.message, ...base, extensions: withId({ code: tagged }) };
-  if (typeof existing === 'string' && REQUEST_ERROR_CODES.has(existing)) {
+  // The pipeline and the limit rules tag their refusals with a contract code.
+  const tagged = codesInChain(error).find((c): c is ErrorCode => isContractCode(c) && c !== ErrorCode.INTERNAL);
+  // graphql-js coercion errors (wrong argument or variable types) arrive without a code, an original error or a path.
+  const coercion = error instanceof GraphQLError && !error.originalError && !formatted.extensions?.code && !formatted.path;
+  if (tagged || coercion) {
     let message = formatted.message;
     if (opts.production) message = message.replace(/ Did you mean .*$/s, '');
-    return { message, ...base, extensions: withId({ code: ErrorCode.BAD_USER_INPUT }) };
-  }
-  // graphql-js coercion errors (wrong variable types etc.) arrive without a code and without an original error.
-  if (error instanceof GraphQLError && !error.originalError && !existing && !formatted.path) {
-    return { message: formatted.message, ...base, extensions: withId({ code: ErrorCode.BAD_USER_INPUT }) };
+    return { message, ...base, extensions: withId({ code: tagged ?? ErrorCode.BAD_USER_INPUT }) };
   }
   opts.log?.error({ err: original, requestId: opts.requestId, path: formatted.path }, 'internal error');
   return { message: 'Internal error', ...base, extensions: withId({ code: ErrorCode.INTERNAL }) };

@@ -1,9 +1,9 @@
-// Executes Apollo's HTTP operations with graphql-jit: each (document, operation) is compiled once
-// into a function, which runs queries about twice as fast as graphql-js's interpreter. Apollo keeps
-// parsing, validation, plugins and error formatting; only the execution step is replaced.
-import type { GatewayExecutionResult, GatewayExecutor, GatewayInterface, GatewaySchemaLoadOrUpdateCallback } from '@apollo/server-gateway-interface';
-import { execute, GraphQLError, printSchema, type DocumentNode, type GraphQLSchema } from 'graphql';
+// Executes the pipeline's queries with graphql-jit: each (document, operation) is compiled once
+// into a function, which runs queries about twice as fast as graphql-js's interpreter. The
+// pipeline (src/graphql/pipeline.ts) keeps parsing, validation and limits; only execution is replaced.
+import { execute, GraphQLError, type DocumentNode, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
+import { Lru } from '../lib/lru';
 
 export type GraphqlExecutorKind = 'jit' | 'graphql-js';
 
@@ -18,31 +18,10 @@ interface ExecuteArgs {
   document: DocumentNode;
   operationName: string | null;
   operationType: string;
-  /** Identifies the document (Apollo's hash of the query text). */
+  /** Identifies the document (the pipeline's hash of the query text). */
   documentKey: string;
   context: unknown;
   variables: Record<string, unknown> | undefined;
-}
-
-/** A bounded least-recently-used map (Map keeps insertion order; a hit moves the key to the end). */
-class Lru<V> {
-  private readonly map = new Map<string, V>();
-  constructor(private readonly max: number) {}
-  get(key: string): V | undefined {
-    const v = this.map.get(key);
-    if (v !== undefined && this.map.size > 1) {
-      this.map.delete(key);
-      this.map.set(key, v);
-    }
-    return v;
-  }
-  set(key: string, value: V) {
-    this.map.set(key, value);
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
-  }
-  get size() {
-    return this.map.size;
-  }
 }
 
 const FALLBACK = 'graphql-js' as const;
@@ -67,7 +46,7 @@ function asGraphqlJsError(e: GraphQLError): GraphQLError {
 export function createJitExecutor(schema: GraphQLSchema, options: JitExecutorOptions = {}) {
   const cache = new Lru<CompiledQuery | typeof FALLBACK>(options.maxCached ?? 1000);
   const runGraphqlJs = (a: ExecuteArgs) =>
-    execute({ schema, document: a.document, operationName: a.operationName, contextValue: a.context, variableValues: a.variables }) as GatewayExecutionResult | Promise<GatewayExecutionResult>;
+    execute({ schema, document: a.document, operationName: a.operationName, contextValue: a.context, variableValues: a.variables }) as ExecutionResult | Promise<ExecutionResult>;
 
   function compiled(a: ExecuteArgs): CompiledQuery | typeof FALLBACK {
     // Mutations run rarely and must run their fields in order; graphql-js is the reference for that.
@@ -91,51 +70,14 @@ export function createJitExecutor(schema: GraphQLSchema, options: JitExecutorOpt
     return entry;
   }
 
-  async function run(a: ExecuteArgs): Promise<GatewayExecutionResult> {
+  async function run(a: ExecuteArgs): Promise<ExecutionResult> {
     const entry = compiled(a);
     if (entry === FALLBACK) return runGraphqlJs(a);
-    const result = (await entry.query(undefined, a.context, a.variables ?? {})) as GatewayExecutionResult;
+    const result = (await entry.query(undefined, a.context, a.variables ?? {})) as ExecutionResult;
     if (result.data === undefined && result.errors?.length) return runGraphqlJs(a);
     if (result.errors?.length) return { ...result, errors: result.errors.map(asGraphqlJsError) };
     return result;
   }
 
   return { run, cachedCount: () => cache.size };
-}
-
-/**
- * An Apollo Server 5 "gateway" serving one fixed schema with the given executor kind. `graphql-js`
- * returns no executor, so Apollo runs its own (used to compare, and as the escape hatch).
- */
-export function jitGateway(schema: GraphQLSchema, kind: GraphqlExecutorKind, options: JitExecutorOptions = {}): GatewayInterface {
-  const listeners = new Set<GatewaySchemaLoadOrUpdateCallback>();
-  const jit = kind === 'jit' ? createJitExecutor(schema, options) : null;
-  const executor: GatewayExecutor | null = jit
-    ? (rc) =>
-        jit.run({
-          document: rc.document,
-          // The name the client asked for: Apollo's rc.operationName is null when none matched, and
-          // graphql-js must then report the unknown name rather than run the only operation.
-          operationName: rc.request.operationName ?? null,
-          // Unresolved operation (unknown operationName): graphql-js reports it.
-          operationType: (rc.operation as typeof rc.operation | undefined)?.operation ?? 'unresolved',
-          documentKey: rc.queryHash,
-          context: rc.context,
-          variables: rc.request.variables,
-        })
-    : null;
-  return {
-    onSchemaLoadOrUpdate(callback) {
-      listeners.add(callback);
-      return () => listeners.delete(callback);
-    },
-    async load() {
-      const coreSupergraphSdl = printSchema(schema);
-      for (const l of listeners) l({ apiSchema: schema, coreSupergraphSdl });
-      return { executor };
-    },
-    async stop() {
-      listeners.clear();
-    },
-  };
 }

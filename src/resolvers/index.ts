@@ -6,13 +6,14 @@ import '../schema/error-code';
 import { AccountResolver } from './account.resolver';
 import { AlarmResolver } from './alarm.resolver';
 import { ApiKeyResolver } from './api-key.resolver';
+import { ClaimResolver } from './claim.resolver';
 import { DeviceConnectionResolver, DeviceResolver, UnbindResultResolver } from './device.resolver';
 import { ResetResolver } from './reset.resolver';
 import { DeviceStatusEventResolver, SubscriptionResolver } from './subscription.resolver';
 import { TotpResolver } from './totp.resolver';
 
 /** Every resolver class of the API; add new ones here. */
-export const resolvers = [AccountResolver, TotpResolver, ApiKeyResolver, ResetResolver, DeviceResolver, DeviceConnectionResolver, UnbindResultResolver, AlarmResolver, SubscriptionResolver, DeviceStatusEventResolver] as const;
+export const resolvers = [AccountResolver, TotpResolver, ApiKeyResolver, ResetResolver, DeviceResolver, DeviceConnectionResolver, UnbindResultResolver, AlarmResolver, SubscriptionResolver, DeviceStatusEventResolver, ClaimResolver] as const;
 
 /** type-graphql wants a PubSub once there are subscriptions; ours bring their own `subscribe`, so it is never used. */
 const unusedPubSub = {

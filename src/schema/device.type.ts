@@ -3,7 +3,7 @@ import { DEVICE_ROLES, DEVICE_STATUSES, PERMISSIONS, type DeviceRole, type Devic
 import { UserType } from './user.type';
 
 /** GraphQL enums backed by the device area's string unions, so services never import graphql. */
-const enumOf = <T extends string>(values: readonly T[]) => Object.fromEntries(values.map((v) => [v, v])) as { [K in T]: K };
+export const enumOf = <T extends string>(values: readonly T[]) => Object.fromEntries(values.map((v) => [v, v])) as { [K in T]: K };
 
 export const DeviceStatusEnum = enumOf(DEVICE_STATUSES);
 registerEnumType(DeviceStatusEnum, {

@@ -71,11 +71,24 @@ function deviceCode(e: DeviceError): ErrorCode {
   }
 }
 
-/** Maps a service error to the contract's ErrorCode; unknown errors are INTERNAL. */
+/** Every area's error class: a new area joins here and in the switch below, or the build breaks. */
+type AreaError = CommonError | AccountError | DeviceError;
+
+function isAreaError(error: DomainError): error is AreaError {
+  return error instanceof CommonError || error instanceof AccountError || error instanceof DeviceError;
+}
+
+/** Maps a service error to the contract's ErrorCode; anything that is not an area's error is INTERNAL. */
 export function toErrorCode(error: unknown): ErrorCode {
-  if (!(error instanceof DomainError)) return ErrorCode.INTERNAL;
-  if (error instanceof CommonError) return commonCode(error);
-  if (error instanceof AccountError) return accountCode(error);
-  if (error instanceof DeviceError) return deviceCode(error);
-  return ErrorCode.INTERNAL;
+  if (!(error instanceof DomainError) || !isAreaError(error)) return ErrorCode.INTERNAL;
+  switch (error.area) {
+    case 'common':
+      return commonCode(error);
+    case 'accounts':
+      return accountCode(error);
+    case 'devices':
+      return deviceCode(error);
+    default:
+      return assertUnreachable(error);
+  }
 }

@@ -1,5 +1,8 @@
 import { GraphQLScalarType, Kind } from 'graphql';
 
+const MIN_TIME = Date.parse('0001-01-01T00:00:00Z');
+const MAX_TIME = Date.parse('9999-12-31T23:59:59.999Z');
+
 function toDate(value: unknown): Date {
   if (typeof value !== 'string' || value.length > 64) throw new TypeError('DateTime must be an ISO-8601 string');
   // An offset or Z is required: a bare local time means nothing to a server in UTC.
@@ -8,6 +11,8 @@ function toDate(value: unknown): Date {
   }
   const date = new Date(value);
   if (Number.isNaN(date.getTime())) throw new TypeError('DateTime is not a valid date');
+  // Years 1..9999 in UTC: what ISO-8601 writes with four digits and Postgres stores.
+  if (date.getTime() < MIN_TIME || date.getTime() > MAX_TIME) throw new TypeError('DateTime must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z');
   return date;
 }
 

@@ -47,7 +47,7 @@ export const bindings = pgTable(
     boundAt: createdAt(),
     endedAt: at(),
     endedBy: uuid().references(() => users.id),
-    endReason: text(), // 'unbind' | 'transfer'
+    endReason: text(), // 'unbind' | 'transfer' | 'reclaim'
   },
   (t) => [
     uniqueIndex('bindings_open_device_key').on(t.deviceId).where(sql`ended_at is null`),

@@ -1,3 +1,4 @@
 export * from './accounts';
 export * from './devices';
 export * from './alarms';
+export * from './claims';

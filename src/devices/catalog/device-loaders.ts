@@ -20,12 +20,41 @@ export interface DeviceLoaderOptions {
    * long, as a graphql-ws subscription's does: a cached device would outlive an unbind.
    */
   cache?: boolean;
+  /**
+   * Without `cache`: a load of a key whose read is still running shares that read instead of
+   * starting another (default false). Nothing is kept once the read is done. Subscriptions
+   * executing events one by one (a reconnect storm's replays) then share statements.
+   */
+  shareInFlight?: boolean;
+}
+
+/** A DataLoader cache that holds a key only while its read runs. */
+function inFlightOnly<K, V>(): DataLoader.CacheMap<K, Promise<V>> {
+  const running = new Map<K, Promise<V>>();
+  return {
+    get: (key) => running.get(key),
+    set(key, value) {
+      running.set(key, value);
+      const done = () => {
+        if (running.get(key) === value) running.delete(key);
+      };
+      value.then(done, done);
+    },
+    delete: (key) => running.delete(key),
+    clear: () => running.clear(),
+  };
 }
 
 export function createDeviceLoaders(devices: DeviceService, caller: Caller | null, options: DeviceLoaderOptions = {}): DeviceLoaders {
-  const cache = options.cache ?? true;
+  const inFlight = !(options.cache ?? true) && options.shareInFlight === true;
+  const cache = inFlight || (options.cache ?? true);
   return {
-    device: new DataLoader((ids) => devices.devicesByIds(caller, ids), { cache, maxBatchSize: 500 }),
-    shares: new DataLoader((views) => devices.sharesOfDevices(caller, views), { cache, cacheKeyFn: (v) => `${v.bindingId}:${v.role}`, maxBatchSize: 500 }),
+    device: new DataLoader((ids) => devices.devicesByIds(caller, ids), { cache, maxBatchSize: 500, ...(inFlight ? { cacheMap: inFlightOnly<string, DeviceView | null>() } : {}) }),
+    shares: new DataLoader((views) => devices.sharesOfDevices(caller, views), {
+      cache,
+      cacheKeyFn: (v) => `${v.bindingId}:${v.role}`,
+      maxBatchSize: 500,
+      ...(inFlight ? { cacheMap: inFlightOnly<string, ShareView[]>() } : {}),
+    }),
   };
 }

@@ -40,6 +40,23 @@ export interface DeviceCommands {
 /** The seam's default: no registry yet, so there is no one to tell. */
 export const noDeviceCommands: DeviceCommands = { sendUnbind: () => {} };
 
+/** A binding that an unbind or a transfer ended; `next` is the transfer's new binding. */
+export interface EndedBinding {
+  deviceId: string;
+  bindingId: string;
+  reason: 'unbind' | 'transfer';
+  next: { bindingId: string; ownerId: string } | null;
+}
+
+/**
+ * What else happens when bindings end, inside the same transaction (reclaim: an unbind completes a
+ * pending claim at once, a transfer carries it to the new owner). Returns what to run once the
+ * transaction has committed (publishing, nudging the outbox); that part must not throw.
+ */
+export interface BindingHooks {
+  bindingsEnded(tx: Db, ended: readonly EndedBinding[], now: Date): Promise<() => void>;
+}
+
 export interface DeviceServiceDeps {
   db: Db;
   clock: () => Date;
@@ -48,6 +65,8 @@ export interface DeviceServiceDeps {
   limits?: { bindPerDevice: number; bindPerAccount: number; bindPerSource: number };
   bus: EventBus;
   commands: DeviceCommands;
+  /** Default: none. */
+  bindingHooks?: BindingHooks;
   /** Step-up check with the account password (auth.confirmPassword): throws INVALID_CREDENTIALS or RATE_LIMITED. */
   confirmPassword(userId: string, password: unknown, meta: RequestMeta): Promise<unknown>;
   /** Nudges the outbox worker after a commit that queued messages. */
@@ -136,10 +155,13 @@ export function encodeCursor(c: ListCursor): string {
   return Buffer.from(`${c.boundAt.getTime()}.${c.bindingId}`).toString('base64url');
 }
 
+const MAX_CURSOR_TIME = Date.parse('9999-12-31T23:59:59.999Z');
+
 export function decodeCursor(value: string): ListCursor {
   const text = /^[A-Za-z0-9_-]{1,200}$/.test(value) ? Buffer.from(value, 'base64url').toString('utf8') : '';
   const m = /^(\d{1,15})\.([0-9a-f-]{36})$/.exec(text);
-  if (!m || !isUuid(m[2]!)) throw CommonError.badInput('after: not a valid cursor');
+  // The time must be one Postgres can hold (years 1..9999): a forged cursor is bad input, not a database error.
+  if (!m || !isUuid(m[2]!) || Number(m[1]) > MAX_CURSOR_TIME) throw CommonError.badInput('after: not a valid cursor');
   return { boundAt: new Date(Number(m[1])), bindingId: m[2]! };
 }
 
@@ -212,6 +234,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
   const bindBySource = deps.limiters.create('bind-source', bindLimits.bindPerSource, DAY_S);
   const bindByPair = deps.limiters.backoff('bind-pair', { free: BIND_FREE_PER_DEVICE, ...BIND_DELAY });
   const unknownGrantee = deps.limiters.create('share-unknown-grantee', UNKNOWN_GRANTEE_ATTEMPTS, 3600);
+  const hooks = deps.bindingHooks ?? { bindingsEnded: async () => () => {} };
 
   /** Publishes after a commit; the bus being down must not undo a committed change. */
   function publishAccess(payload: AccessChangedPayload) {
@@ -267,6 +290,21 @@ export function createDeviceService(deps: DeviceServiceDeps) {
     }
     spent.push(() => bindByDevice.refund(keys.device));
     return refundAll;
+  }
+
+  /**
+   * The label code proves possession: bindDevice and claimDevice (reclaim) share this check and its
+   * limits. Throws INVALID_VERIFICATION_CODE for a wrong code or an unknown serial, RATE_LIMITED.
+   */
+  async function provePossession(c: Caller, serial: string, verificationCode: string, meta: RequestMeta) {
+    const refund = await chargeBindAttempt(serial, c.userId, meta.ip);
+    const device = await store.findDeviceForBinding(db, serial);
+    // A malformed code cannot match anything; it needs no hashing to say so and reveals nothing about the serial.
+    const ok = /^[A-Z]{6}$/.test(verificationCode) && (await verifyLabelCode(device?.verificationCodeHash ?? null, verificationCode));
+    if (!ok || !device) throw new DeviceError('INVALID_VERIFICATION_CODE', 'The serial or the verification code is wrong');
+    // A right code is not a guess: it does not count against the limits.
+    await refund();
+    return { id: device.id, serial: device.serial, model: device.model };
   }
 
   async function viewById(userId: string, deviceId: string): Promise<DeviceView | null> {
@@ -367,9 +405,11 @@ export function createDeviceService(deps: DeviceServiceDeps) {
         }));
         await enqueueAll(tx, [...ownerNotices, ...shareEndedNotices(endedShares, users, 'unbound')]);
       }
-      return { outcomes, unbound, endedShares };
+      const afterHooks = await hooks.bindingsEnded(tx, unbound.map((d) => ({ deviceId: d.id, bindingId: d.bindingId, reason: 'unbind', next: null })), now);
+      return { outcomes, unbound, endedShares, afterHooks };
     });
 
+    done.afterHooks();
     if (done.unbound.length) deps.onOutbox();
     for (const d of done.unbound) {
       publishAccess({ deviceId: d.id, userIds: [c.userId, ...done.endedShares.filter((e) => e.device.id === d.id).map((e) => e.share.granteeId)] });
@@ -395,13 +435,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
     async bindDevice(caller: Caller | null, serial: unknown, verificationCode: unknown, name: unknown, meta: RequestMeta): Promise<DeviceView> {
       const c = requireCaller(caller, 'DEVICES_WRITE');
       const v = parseInput(bindInput, { serial, verificationCode, name });
-      const refund = await chargeBindAttempt(v.serial, c.userId, meta.ip);
-      const device = await store.findDeviceForBinding(db, v.serial);
-      // A malformed code cannot match anything; it needs no hashing to say so and reveals nothing about the serial.
-      const ok = /^[A-Z]{6}$/.test(v.verificationCode) && (await verifyLabelCode(device?.verificationCodeHash ?? null, v.verificationCode));
-      if (!ok || !device) throw new DeviceError('INVALID_VERIFICATION_CODE', 'The serial or the verification code is wrong');
-      // A right code is not a guess: it does not count against the limits.
-      await refund();
+      const device = await provePossession(c, v.serial, v.verificationCode, meta);
 
       const bindingName = v.name ?? defaultName(device);
       let created = false;
@@ -428,6 +462,13 @@ export function createDeviceService(deps: DeviceServiceDeps) {
       // Unbound again between our commit and this read: as if someone else had it.
       if (!view) throw new DeviceError('ALREADY_BOUND', 'This device is bound to another account');
       return view;
+    },
+
+    /** The label-code check of bindDevice with its limits, for claimDevice: the device proven to be in the caller's hands. */
+    async checkLabelCode(caller: Caller | null, serial: unknown, verificationCode: unknown, meta: RequestMeta) {
+      const c = requireCaller(caller, 'DEVICES_WRITE');
+      const v = parseInput(bindInput.omit({ name: true }), { serial, verificationCode });
+      return { caller: c, device: await provePossession(c, v.serial, v.verificationCode, meta) };
     },
 
     /** A page of the caller's devices, owned and shared (unexpired), oldest binding first. */
@@ -630,9 +671,11 @@ export function createDeviceService(deps: DeviceServiceDeps) {
           })),
           ...shareEndedNotices(endedShares, users, 'transferred'),
         ]);
-        return { targetId: target.id, endedShares };
+        const afterHooks = await hooks.bindingsEnded(tx, [{ deviceId, bindingId: view.bindingId, reason: 'transfer', next: { bindingId: next.id, ownerId: target.id } }], now);
+        return { targetId: target.id, endedShares, afterHooks };
       });
 
+      done.afterHooks();
       deps.onOutbox();
       publishAccess({ deviceId, userIds: [c.userId, done.targetId, ...done.endedShares.map((e) => e.share.granteeId)] });
       await sendUnbind(deviceId);

@@ -212,7 +212,7 @@ export async function openBindingOf(db: Db, deviceId: string): Promise<BindingRo
 }
 
 /** Ends open bindings; returns those this statement ended (a concurrent end leaves them out). */
-export async function endBindings(db: Db, bindingIds: readonly string[], endedBy: string, reason: 'unbind' | 'transfer', now: Date): Promise<BindingRow[]> {
+export async function endBindings(db: Db, bindingIds: readonly string[], endedBy: string, reason: 'unbind' | 'transfer' | 'reclaim', now: Date): Promise<BindingRow[]> {
   if (bindingIds.length === 0) return [];
   return db
     .update(bindings)

@@ -16,6 +16,7 @@ export {
   createDeviceService,
   noDeviceCommands,
   MAX_BULK_UNBIND,
+  type BindingHooks,
   type DeviceCommands,
   type DeviceConnection,
   type DeviceEdge,
@@ -24,3 +25,5 @@ export {
 } from './device.service';
 export { createDeviceLoaders, type DeviceLoaders, type DeviceLoaderOptions } from './device-loaders';
 export { createProvisioningService, deviceKeyHash, ingestTokenHash, serialSchema, type ProvisionedDevice, type ProvisioningService } from './provisioning';
+export { createClaimService, type ClaimService, type ClaimServiceDeps } from './claim.service';
+export { CLAIM_STATUSES, type ClaimStatus, type ClaimView } from './claim.model';

@@ -1,5 +1,3 @@
-import { once } from 'node:events';
-import fastifyMultipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
@@ -7,16 +5,7 @@ import type { Db } from '../../db/index';
 import { sha256 } from '../../lib/secrets';
 import type { AlarmStore, RecordOutcome } from '../../streams/alarms/alarm-store';
 import type { DeviceRegistry } from '../registry/device-registry';
-import {
-  classifyAlert,
-  IsapiParseError,
-  parseAlertBody,
-  parseAlertParts,
-  previewBody,
-  splitMultipartTolerant,
-  type IsapiAlert,
-  type MultipartPart,
-} from './isapi-parser';
+import { classifyAlert, IsapiParseError, parseIsapiPost, previewBody, type IsapiAlert } from './isapi-parser';
 import { deviceByIngestTokenHash } from '../registry/registry.store';
 
 export interface IsapiIngestOptions {
@@ -29,11 +18,20 @@ export interface IsapiIngestOptions {
   bodyLimit: number;
   /** Where to register the post counter (vigil_isapi_posts_total). */
   metricsRegistry?: Registry;
+  /**
+   * Every request ends within this many ms of its arrival (default 30,000): past it, a body still
+   * being read gets 408, a post still being stored 503 (or 200 when its alarm committed
+   * meanwhile), and the connection is closed.
+   */
+  deadlineMs?: number;
+  /** Posts of one device in flight on this node at once (default 8); more get 429 before their body is read. */
+  maxInFlightPerDevice?: number;
+  /** Body bytes all ISAPI requests in flight on this node may hold (default 64 MiB); beyond it, 503 and the connection is closed. */
+  inFlightBodyBytes?: number;
 }
 
 /** Ingest tokens are 32 random bytes in base64url; anything far from that shape cannot be one. */
 const TOKEN_SHAPE = /^[A-Za-z0-9_-]{16,128}$/;
-const MAX_PARTS = 64;
 const TOKEN_CACHE_TTL_MS = 60_000;
 const TOKEN_CACHE_MAX = 10_000;
 
@@ -41,10 +39,32 @@ const OK_BODY =
   '<?xml version="1.0" encoding="UTF-8"?>\n<ResponseStatus version="2.0" xmlns="http://www.isapi.org/ver20/XMLSchema"><requestURL></requestURL><statusCode>1</statusCode><statusString>OK</statusString><subStatusCode>ok</subStatusCode></ResponseStatus>\n';
 
 class BodyTooLarge extends Error {}
+/** The node's in-flight body budget is spent: 503, the device retries. */
+class Overloaded extends Error {}
+/** The body could not be read (the client went away or sent a broken chunked body). */
+class Unreadable extends Error {
+  readonly statusCode = 400;
+}
+
+/** One ISAPI request's bookkeeping, from its onRequest hook until its response closes. */
+interface IsapiRequestState {
+  deviceId: string;
+  phase: 'reading' | 'handling';
+  /** Body bytes this request holds, counted against the node's budget. */
+  bytes: number;
+  /** What the alarm store answered, as soon as it did: the deadline answers from it. */
+  stored: { outcome: RecordOutcome } | null;
+  /** The answer once it is known while a side update (liveness) still runs: the deadline gives it. */
+  decided: 'ok' | 'bad-request' | null;
+  /** Set once the deadline (or the response's end) settled the request: nothing else may answer. */
+  over: boolean;
+  /** Stops reading the body and drops what was read. */
+  stopReading?: () => void;
+}
 
 declare module 'fastify' {
   interface FastifyRequest {
-    isapiDeviceId?: string;
+    isapi?: IsapiRequestState;
   }
 }
 
@@ -78,21 +98,34 @@ function toPost(a: IsapiAlert, imageCount: number) {
 
 /**
  * The ISAPI HTTP alarm host: `POST /isapi/events/:token` as Hikvision firmware sends it
- * (DEVICES.md section 2), registered as an encapsulated Fastify plugin with its own body limit
- * and content-type parsers (raw bytes for everything, @fastify/multipart for form-data).
+ * (DEVICES.md section 2), registered as an encapsulated Fastify plugin with its own body reader.
+ *
+ * Every body, multipart included, is read whole into memory (under the body limit) and parsed
+ * from there by the bounded, never-throwing parser of isapi-parser.ts: no streaming multipart
+ * reader sits between the socket and the answer, so no body shape can leave a request waiting
+ * (busboy, under @fastify/multipart, never finished a part without Content-Disposition above its
+ * 16 KiB high-water mark, holding the connection and the body until the client left).
  *
  * Answers: 404 (the same bytes for an unknown token, a malformed one and any other path under
- * /isapi/) before the body is read; 413 over the body limit; 400 for a body no tolerant parser
- * can decode or without eventType (logged truncated, nothing stored); 200 for alarms once they
- * are committed, and for heartbeats, the test notification and ignored types; 503 when the
- * database cannot store the alarm (the device retries).
+ * /isapi/) before the body is read; 429 when the device already has `maxInFlightPerDevice` posts
+ * in flight; 413 over the body limit; 503 when the node's in-flight body budget is spent; 400 for
+ * a body no tolerant parser can decode, a cut document, or one without eventType (logged
+ * truncated, nothing stored, the device still marked seen); 200 for alarms once they are
+ * committed, and for heartbeats, the test notification and ignored types; 503 when the database
+ * cannot store the alarm (the device retries; a retry of a post that did commit is recognised by
+ * the store). The answer for an alarm comes from the alarm's own commit: the liveness write beside
+ * it never turns a stored alarm into an error. No request outlives `deadlineMs`.
  */
 export function isapiIngest(opts: IsapiIngestOptions) {
   const log = opts.log.child({ component: 'isapi' });
+  const deadlineMs = opts.deadlineMs ?? 30_000;
+  const maxPerDevice = opts.maxInFlightPerDevice ?? 8;
+  const budgetBytes = opts.inFlightBodyBytes ?? 64 * 1024 * 1024;
   const posts = opts.metricsRegistry
     ? new Counter({ name: 'vigil_isapi_posts_total', help: 'ISAPI alarm-host posts by outcome', labelNames: ['outcome'] as const, registers: [opts.metricsRegistry] })
     : undefined;
-  const count = (outcome: RecordOutcome | 'heartbeat' | 'ignored' | 'bad-request' | 'too-large' | 'unavailable') => posts?.inc({ outcome });
+  type Outcome = RecordOutcome | 'heartbeat' | 'ignored' | 'bad-request' | 'too-large' | 'unavailable' | 'timeout' | 'too-many' | 'overloaded';
+  const count = (outcome: Outcome) => posts?.inc({ outcome });
 
   const tokenCache = new Map<string, { deviceId: string; at: number }>();
   async function deviceForToken(token: string): Promise<string | null> {
@@ -117,140 +150,201 @@ export function isapiIngest(opts: IsapiIngestOptions) {
     log.warn({ deviceId, reason: err.reason, detail: err.message.slice(0, 200), contentType: contentType?.slice(0, 100), bytes: body.length, preview: previewBody(body, 256) }, 'undecodable ISAPI post');
   }
 
-  const notFound = (reply: FastifyReply) => reply.code(404).type('text/plain; charset=utf-8').send('Not Found\n');
+  /** Liveness as a side update: its failure is logged, never the post's answer. */
+  async function markSeen(deviceId: string, heartbeat: boolean): Promise<void> {
+    try {
+      await opts.registry.recordIsapiSeen(deviceId, heartbeat);
+    } catch (err) {
+      log.warn({ err, deviceId }, 'could not record that an ISAPI device was seen');
+    }
+  }
 
-  /**
-   * Reads a multipart body with @fastify/multipart while keeping a copy of the raw bytes for the
-   * tolerant fallback. The copy enforces the body limit (chunked bodies declare no length): over
-   * it, reading stops at once and the caller answers 413 and closes the connection.
-   */
-  async function readMultipart(request: FastifyRequest): Promise<{ parts: MultipartPart[] | null; raw: Buffer }> {
+  const inFlight = new Map<string, number>();
+  let heldBytes = 0;
+
+  const text = (reply: FastifyReply, code: number, body: string) => reply.code(code).type('text/plain; charset=utf-8').send(body);
+  const notFound = (reply: FastifyReply) => text(reply, 404, 'Not Found\n');
+  const ok = (reply: FastifyReply) => reply.code(200).type('application/xml; charset=utf-8').send(OK_BODY);
+  /** Answers and hangs up: used when the rest of the body will not be read. */
+  const refuse = (reply: FastifyReply, code: number, body: string) => {
+    reply.header('connection', 'close');
+    if (code === 503 || code === 429) reply.header('retry-after', '5');
+    return text(reply, code, body);
+  };
+
+  /** The backstop: whatever the request is waiting for, it ends now. */
+  function onDeadline(request: FastifyRequest, reply: FastifyReply) {
+    const st = request.isapi;
+    if (!st || st.over || reply.sent) return;
+    st.over = true;
+    st.stopReading?.();
+    count('timeout');
+    log.warn({ deviceId: st.deviceId, phase: st.phase, stored: st.stored?.outcome ?? null, deadlineMs }, 'ISAPI request deadline reached');
+    if (st.stored || st.decided === 'ok') ok(reply);
+    else if (st.decided === 'bad-request') text(reply, 400, 'Bad Request\n');
+    else if (st.phase === 'reading') refuse(reply, 408, 'Request Timeout\n');
+    else refuse(reply, 503, 'Service Unavailable\n');
+    // The client may still be sending: once the answer is out, drop the connection.
+    reply.raw.once('finish', () => request.raw.destroy());
+  }
+
+  /** Reads the whole body into memory, counting it against the body limit and the node's budget. */
+  function readBody(request: FastifyRequest, payload: NodeJS.ReadableStream, done: (err: Error | null, body?: Buffer) => void) {
+    const st = request.isapi!;
     const declared = Number(request.headers['content-length']);
-    if (Number.isFinite(declared) && declared > opts.bodyLimit) throw new BodyTooLarge();
-    const stream = request.raw;
+    if (Number.isFinite(declared) && declared > opts.bodyLimit) return done(new BodyTooLarge());
+    if (Number.isFinite(declared) && heldBytes + declared > budgetBytes) return done(new Overloaded());
     const chunks: Buffer[] = [];
     let size = 0;
-    let tooLarge = false;
-    let signalTooLarge: (value: 'too-large') => void = () => {};
-    const overLimit = new Promise<'too-large'>((resolve) => {
-      signalTooLarge = resolve;
-    });
-    const onData = (chunk: Buffer) => {
-      if (tooLarge) return;
-      size += chunk.length;
-      if (size > opts.bodyLimit) {
-        tooLarge = true;
-        chunks.length = 0;
-        stream.pause();
-        signalTooLarge('too-large');
-        return;
-      }
-      chunks.push(chunk);
+    const cleanup = () => {
+      payload.removeListener('data', onData);
+      payload.removeListener('end', onEnd);
+      payload.removeListener('error', onError);
+      st.stopReading = undefined;
     };
-    stream.on('data', onData);
-    try {
-      const strict = (async () => {
-        const parts: MultipartPart[] = [];
-        for await (const part of request.parts({ limits: { parts: MAX_PARTS, files: MAX_PARTS, fields: MAX_PARTS, fileSize: opts.bodyLimit, fieldSize: opts.bodyLimit, headerPairs: 32 } })) {
-          if (part.type === 'file') {
-            parts.push({ name: part.fieldname, filename: part.filename || null, contentType: part.mimetype || null, data: await part.toBuffer() });
-          } else {
-            const value = typeof part.value === 'string' ? part.value : JSON.stringify(part.value ?? '');
-            parts.push({ name: part.fieldname, filename: null, contentType: part.mimetype || null, data: Buffer.from(value, 'utf8') });
-          }
-        }
-        return parts;
-      })().catch(() => null); // the strict parser gave up: the tolerant splitter gets the raw bytes
-      const parts = await Promise.race([strict, overLimit]);
-      if (parts === 'too-large') throw new BodyTooLarge();
-      // The strict parser may stop early; the fallback needs the whole body.
-      if (!stream.readableEnded && !stream.destroyed) {
-        stream.resume();
-        const end = await Promise.race([once(stream, 'end').then(() => 'end' as const), once(stream, 'close').then(() => 'end' as const), overLimit]).catch(() => 'end' as const);
-        if (end === 'too-large') throw new BodyTooLarge();
-      }
-      return { parts, raw: Buffer.concat(chunks) };
-    } finally {
-      stream.off('data', onData);
+    const settle = (err: Error | null, body?: Buffer) => {
+      cleanup();
+      if (err) chunks.length = 0;
+      if (!st.over) done(err, body);
+    };
+    function onData(chunk: Buffer) {
+      size += chunk.length;
+      st.bytes += chunk.length;
+      heldBytes += chunk.length;
+      if (size > opts.bodyLimit) return settle(new BodyTooLarge());
+      if (heldBytes > budgetBytes) return settle(new Overloaded());
+      chunks.push(chunk);
     }
+    function onEnd() {
+      if (Number.isFinite(declared) && size !== declared) return settle(new Unreadable('body length differs from Content-Length'));
+      settle(null, Buffer.concat(chunks, size));
+    }
+    function onError(err: Error) {
+      settle(new Unreadable('body could not be read', { cause: err }));
+    }
+    st.stopReading = () => {
+      cleanup();
+      chunks.length = 0;
+    };
+    payload.on('data', onData);
+    payload.on('end', onEnd);
+    payload.on('error', onError);
+    payload.resume();
   }
 
   return async function plugin(app: FastifyInstance) {
     app.removeAllContentTypeParsers();
-    app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: opts.bodyLimit }, (_req, body, done) => done(null, body));
-    await app.register(fastifyMultipart, { throwFileSizeLimit: true });
+    app.addContentTypeParser('*', (request, payload, done) => readBody(request, payload, done as (err: Error | null, body?: Buffer) => void));
 
     app.setErrorHandler((error: { code?: string; statusCode?: number }, request, reply) => {
-      if (error instanceof BodyTooLarge || error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' || error.code === 'FST_REQ_FILE_TOO_LARGE') {
+      if (error instanceof BodyTooLarge || error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
         count('too-large');
         // The rest of the body is not read: the connection cannot carry another request.
-        return reply.code(413).header('connection', 'close').type('text/plain; charset=utf-8').send('Payload Too Large\n');
+        return refuse(reply, 413, 'Payload Too Large\n');
+      }
+      if (error instanceof Overloaded) {
+        count('overloaded');
+        log.warn({ deviceId: request.isapi?.deviceId, heldBytes, budgetBytes }, 'ISAPI in-flight body budget spent');
+        return refuse(reply, 503, 'Service Unavailable\n');
       }
       if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
         count('bad-request');
-        return reply.code(error.statusCode).type('text/plain; charset=utf-8').send('Bad Request\n');
+        return text(reply, error.statusCode, 'Bad Request\n');
       }
       request.log.error({ err: error }, 'ISAPI ingest failed');
-      return reply.code(500).type('text/plain; charset=utf-8').send('Internal Server Error\n');
+      return text(reply, 500, 'Internal Server Error\n');
     });
 
     // The token is checked before the body is read: unknown tokens cost no parsing.
     app.addHook('onRequest', async (request, reply) => {
       const token = (request.params as { token?: string } | undefined)?.token;
-      const deviceId = typeof token === 'string' && request.method === 'POST' ? await deviceForToken(token) : null;
+      let deviceId: string | null = null;
+      if (typeof token === 'string' && request.method === 'POST') {
+        try {
+          deviceId = await deviceForToken(token);
+        } catch (err) {
+          log.error({ err }, 'could not look up an ISAPI ingest token');
+          count('unavailable');
+          return refuse(reply, 503, 'Service Unavailable\n');
+        }
+      }
       if (!deviceId) return notFound(reply);
-      request.isapiDeviceId = deviceId;
+      const n = inFlight.get(deviceId) ?? 0;
+      if (n >= maxPerDevice) {
+        count('too-many');
+        return refuse(reply, 429, 'Too Many Requests\n');
+      }
+      inFlight.set(deviceId, n + 1);
+      const st: IsapiRequestState = { deviceId, phase: 'reading', bytes: 0, stored: null, decided: null, over: false };
+      request.isapi = st;
+      const timer = setTimeout(() => onDeadline(request, reply), deadlineMs);
+      timer.unref();
+      // 'close' comes once per response, answered or not (the client may have gone away).
+      reply.raw.once('close', () => {
+        clearTimeout(timer);
+        st.over = true;
+        st.stopReading?.();
+        heldBytes -= st.bytes;
+        st.bytes = 0;
+        const left = (inFlight.get(deviceId!) ?? 1) - 1;
+        if (left > 0) inFlight.set(deviceId!, left);
+        else inFlight.delete(deviceId!);
+      });
     });
 
-    app.post('/isapi/events/:token', { bodyLimit: opts.bodyLimit }, async (request, reply) => {
-      const deviceId = request.isapiDeviceId!;
+    app.post('/isapi/events/:token', async (request, reply) => {
+      const st = request.isapi!;
+      st.phase = 'handling';
+      const { deviceId } = st;
       const contentType = request.headers['content-type'];
+      const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
       let alert: IsapiAlert;
-      let imageCount = 0;
-      let raw: Buffer = Buffer.alloc(0);
+      let imageCount: number;
       try {
-        if (request.isMultipart()) {
-          const read = await readMultipart(request);
-          raw = read.raw;
-          let strict: { alert: IsapiAlert; imageCount: number } | null = null;
-          if (read.parts && read.parts.length > 0) {
-            try {
-              strict = parseAlertParts(read.parts);
-            } catch (e) {
-              if (!(e instanceof IsapiParseError)) throw e;
-            }
-          }
-          ({ alert, imageCount } = strict ?? parseAlertParts(splitMultipartTolerant(raw, contentType ?? '')));
-        } else {
-          raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-          alert = parseAlertBody(raw, contentType);
-        }
+        ({ alert, imageCount } = parseIsapiPost(raw, contentType));
       } catch (e) {
-        if (e instanceof IsapiParseError) {
-          count('bad-request');
-          warnUndecodable(deviceId, e, contentType, raw);
-          return reply.code(400).type('text/plain; charset=utf-8').send('Bad Request\n');
-        }
-        throw e;
+        if (!(e instanceof IsapiParseError)) throw e;
+        count('bad-request');
+        warnUndecodable(deviceId, e, contentType, raw);
+        // The device is alive, whatever it sent.
+        st.decided = 'bad-request';
+        await markSeen(deviceId, false);
+        if (!st.over) text(reply, 400, 'Bad Request\n');
+        return reply;
       }
 
       const kind = classifyAlert(alert);
-      try {
-        // Independent writes: the alarm's group commit and the liveness touch run side by side.
-        const seen = opts.registry.recordIsapiSeen(deviceId, kind === 'heartbeat');
-        if (kind === 'alarm') {
-          const [{ outcome }] = await Promise.all([opts.alarms.record(deviceId, toPost(alert, imageCount)), seen]);
-          count(outcome);
-        } else {
-          await seen;
-          count(kind);
+      if (kind === 'alarm') {
+        // The alarm's group commit and the liveness write run side by side; only the first decides the answer.
+        const seen = markSeen(deviceId, false);
+        try {
+          st.stored = await opts.alarms.record(deviceId, toPost(alert, imageCount));
+        } catch (err) {
+          count('unavailable');
+          log.error({ err, deviceId }, 'could not store an ISAPI alarm');
+          if (!st.over) refuse(reply, 503, 'Service Unavailable\n');
+          return reply;
         }
-      } catch (err) {
-        count('unavailable');
-        log.error({ err, deviceId }, 'could not store an ISAPI post');
-        return reply.code(503).header('retry-after', '5').type('text/plain; charset=utf-8').send('Service Unavailable\n');
+        count(st.stored.outcome);
+        await seen;
+      } else if (kind === 'heartbeat') {
+        // A heartbeat's one write is its liveness: if that fails, the device should send it again.
+        try {
+          await opts.registry.recordIsapiSeen(deviceId, true);
+        } catch (err) {
+          count('unavailable');
+          log.error({ err, deviceId }, 'could not record an ISAPI heartbeat');
+          if (!st.over) refuse(reply, 503, 'Service Unavailable\n');
+          return reply;
+        }
+        count(kind);
+      } else {
+        st.decided = 'ok';
+        await markSeen(deviceId, false);
+        count(kind);
       }
-      return reply.code(200).type('application/xml; charset=utf-8').send(OK_BODY);
+      if (!st.over) ok(reply);
+      return reply;
     });
 
     // Every other path or method under /isapi/ looks exactly like an unknown token.

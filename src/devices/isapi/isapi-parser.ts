@@ -27,11 +27,11 @@ export interface IsapiAlert {
   rawEventType: string;
   /** From {@link alarmTypeFor}; unknown types are `'OTHER'`. */
   alarmType: AlarmType;
-  /** `eventState`; anything other than `inactive` (including missing) is `'active'`. */
+  /** `eventState`; anything other than `inactive` (including missing, in a complete document) is `'active'`. */
   state: 'active' | 'inactive';
   /** channelID, else dynChannelID, else inputIOPortID/dynInputIOPortID for `io`, else 1. Raw value kept: NVR IP channel 33 stays 33; 0 stays 0. */
   channel: number;
-  /** Parsed `dateTime`, honouring its UTC offset; a timestamp without offset is read as UTC. `null` when missing or unparseable. The device clock may be years off: store the receive time too. */
+  /** Parsed `dateTime`, honouring its UTC offset; a timestamp without offset is read as UTC. `null` when missing, unparseable or outside years 1000..9999 once in UTC. The device clock may be years off: store the receive time too. */
   deviceTime: Date | null;
   /** `activePostCount`; 0 when missing or not a non-negative integer. */
   activePostCount: number;
@@ -70,6 +70,9 @@ export type AlertKind = 'alarm' | 'heartbeat' | 'ignored';
  * - `missing-event-type`: decoded, but no alert with a non-empty `eventType`.
  * - `invalid-event-type`: `eventType` longer than 64 characters.
  * - `no-alert-part`: multipart with no part that decodes to an alert.
+ * - `truncated`: an XML document whose root element is never closed (cut in transport). A cut
+ *   document is never read as an alert: a heartbeat cut before its `inactive` would otherwise
+ *   become an alarm.
  */
 export type IsapiParseReason =
   | 'empty'
@@ -80,7 +83,8 @@ export type IsapiParseReason =
   | 'not-an-object'
   | 'missing-event-type'
   | 'invalid-event-type'
-  | 'no-alert-part';
+  | 'no-alert-part'
+  | 'truncated';
 
 /**
  * Thrown by every parse function of this module for input that cannot become
@@ -196,15 +200,20 @@ export function classifyAlert(a: IsapiAlert): AlertKind {
  * unterminated attribute values and a truncated trailing tag (retried once with
  * attributes stripped and the partial tag cut).
  *
+ * A document whose root element is never closed was cut in transport and is
+ * refused whatever it holds (see {@link rootClosed}); content after the root's
+ * end tag is ignored.
+ *
  * @throws IsapiParseError `empty`, `binary`, `malformed-xml` (no markup, or the
- *   parser failed even after repair), `missing-event-type` (e.g. a document
- *   truncated before `eventType` was closed), `invalid-event-type`.
+ *   parser failed even after repair), `truncated` (the root element is not
+ *   closed), `missing-event-type`, `invalid-event-type`.
  */
 export function parseAlertXml(text: string): IsapiAlert {
   const s = prepareText(text);
   const lt = s.indexOf('<');
   if (lt < 0) throw new IsapiParseError('malformed-xml', 'no markup');
   const markup = lt > 0 ? s.slice(lt) : s;
+  if (!rootClosed(markup)) throw new IsapiParseError('truncated', 'the root element is not closed');
   const flat = flatAlert(markup);
   if (flat) return buildAlert(flat);
   // Real alerts are a few KiB: repair them up front. For huge bodies the repair
@@ -278,13 +287,21 @@ export function parseAlertJson(text: string): IsapiAlert {
  *   document without eventType beats a syntax error).
  */
 export function parseAlertBody(body: Buffer, contentType: string | undefined): IsapiAlert {
+  return parseIsapiPost(body, contentType).alert;
+}
+
+/**
+ * {@link parseAlertBody} with the number of picture parts of a multipart body (0 otherwise):
+ * what the alarm host stores. Same dispatch, same errors; bounded and linear in the body size.
+ */
+export function parseIsapiPost(body: Buffer, contentType: string | undefined): { alert: IsapiAlert; imageCount: number } {
   if (!(body instanceof Uint8Array) || body.length === 0) throw new IsapiParseError('empty', 'no body');
   const buf = asBuffer(body);
   const mime = mediaType(contentType);
   if (mime.startsWith('multipart/') || sniffKind(buf) === 'multipart') {
-    return parseAlertParts(splitMultipartTolerant(buf, contentType ?? '')).alert;
+    return parseAlertParts(splitMultipartTolerant(buf, contentType ?? ''));
   }
-  return parseTextual(buf, mime);
+  return { alert: parseTextual(buf, mime), imageCount: 0 };
 }
 
 /**
@@ -433,6 +450,72 @@ function flatAlert(markup: string): Obj | null {
   const rest = markup.slice(at).trim();
   if (!hasEventType || rest !== `</${root[1] ?? ''}${root[2]}>`) return null;
   return fields;
+}
+
+const NAME_CHAR = /[\w.:-]/;
+
+/**
+ * Whether the document's root element is closed: the first element's end tag (any prefix, any
+ * case) at nesting depth zero, or a self-closing root. Comments, CDATA sections, processing
+ * instructions and the DOCTYPE are skipped, so an end tag quoted inside them does not count.
+ * Linear: every step moves forward. A cut anywhere before the root's `>` of its end tag is "not
+ * closed"; the prolog before the root may hold anything.
+ */
+function rootClosed(markup: string): boolean {
+  const n = markup.length;
+  let i = 0;
+  let root: string | null = null;
+  let depth = 0;
+  while (i < n) {
+    const lt = markup.indexOf('<', i);
+    if (lt < 0) return false;
+    if (markup.startsWith('<!--', lt)) {
+      const end = markup.indexOf('-->', lt + 4);
+      if (end < 0) return false;
+      i = end + 3;
+      continue;
+    }
+    if (markup.startsWith('<![CDATA[', lt)) {
+      const end = markup.indexOf(']]>', lt + 9);
+      if (end < 0) return false;
+      i = end + 3;
+      continue;
+    }
+    const c = markup[lt + 1];
+    if (c === '?' || c === '!') {
+      const end = markup.indexOf('>', lt + 2);
+      if (end < 0) return false;
+      i = end + 1;
+      continue;
+    }
+    const closing = c === '/';
+    let j = closing ? lt + 2 : lt + 1;
+    const nameStart = j;
+    while (j < n && NAME_CHAR.test(markup[j]!)) j++;
+    if (j === nameStart) {
+      i = lt + 1; // a stray '<' in text
+      continue;
+    }
+    const full = markup.slice(nameStart, j);
+    const name = full.slice(full.lastIndexOf(':') + 1).toLowerCase();
+    const gt = markup.indexOf('>', j);
+    if (gt < 0) return false;
+    i = gt + 1;
+    if (root === null) {
+      if (closing) continue; // an end tag before any element: junk
+      root = name;
+      if (markup[gt - 1] === '/') return true;
+      depth = 1;
+      continue;
+    }
+    if (name !== root) continue;
+    if (closing) {
+      if (--depth === 0) return true;
+    } else if (markup[gt - 1] !== '/') {
+      depth++;
+    }
+  }
+  return false;
 }
 
 function isObject(v: unknown): v is Obj {
@@ -650,7 +733,10 @@ function parseDeviceTime(s: string | null): Date | null {
     ms -= sign * (oh * 60 + om) * 60_000;
   }
   const d = new Date(ms);
-  return Number.isNaN(d.getTime()) ? null : d;
+  if (Number.isNaN(d.getTime())) return null;
+  // An offset can push a year-9999 time into year 10000, which no timestamp column stores as text.
+  const y = d.getUTCFullYear();
+  return y >= 1000 && y <= 9999 ? d : null;
 }
 
 // ---------------------------------------------------------------------------
@@ -744,6 +830,7 @@ function declaredKind(mime: string): Kind {
 }
 
 const SPECIFICITY: Record<IsapiParseReason, number> = {
+  'truncated': 7,
   'invalid-event-type': 6,
   'missing-event-type': 5,
   'not-an-object': 4,

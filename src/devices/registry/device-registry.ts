@@ -205,7 +205,7 @@ export function createDeviceRegistry(opts: RegistryOptions) {
   const byDevice = new Map<string, LiveConnection>();
   /** Every open connection (also those still before hello), for shutdown. */
   const opened = new Set<{ conn: DeviceTransport; teardown: () => Promise<void> }>();
-  const subscriptions: Array<{ return?: () => unknown }> = [];
+  const unlisten: Array<() => Promise<void>> = [];
   let stopping = false;
 
   function publishStatus(deviceId: string, status: DeviceStatusPayload['status'], at: Date) {
@@ -302,21 +302,6 @@ export function createDeviceRegistry(opts: RegistryOptions) {
       }
       if (o.state === 'revived') publishStatus(lc.deviceId, 'ONLINE', at);
       if (o.commands) void deliverCommands(lc);
-    }
-  }
-
-  async function listen<T>(it: AsyncIterable<T> & { return?: () => unknown }, topic: string, handle: (payload: T) => void) {
-    subscriptions.push(it);
-    try {
-      for await (const payload of it) {
-        try {
-          handle(payload);
-        } catch (err) {
-          log.warn({ err, topic }, 'bus handler failed');
-        }
-      }
-    } catch (err) {
-      if (!stopping) log.warn({ err, topic }, 'bus subscription ended');
     }
   }
 
@@ -429,7 +414,9 @@ export function createDeviceRegistry(opts: RegistryOptions) {
           details: { eventId: String(f.id) },
         });
       } catch (err) {
-        // Not acked: the device keeps the event and resends it after reconnecting.
+        // Not acked: the device keeps the event and resends it after reconnecting. Only a database
+        // fault gets here: the store takes any frame that passed the schema (a time it cannot hold
+        // becomes unknown, text it refuses is cleaned), so no input earns a resend loop.
         log.error({ err, deviceId: current.deviceId }, 'could not store a device event');
         return closeWith(CloseCode.InternalError, 'event not stored; resend');
       }
@@ -594,12 +581,19 @@ export function createDeviceRegistry(opts: RegistryOptions) {
      */
     start() {
       stopping = false;
-      void listen(bus.subscribe('device.replaced'), 'device.replaced', (p) => closeReplaced(p.connectionId));
-      void listen(bus.subscribe('device.command'), 'device.command', (p) => {
-        if (p.deviceId === probeId) return markReady();
-        const lc = byDevice.get(p.deviceId);
-        if (lc) void deliverCommands(lc);
-      });
+      const warn = (fields: object, message: string) => !stopping && log.warn(fields, message);
+      unlisten.push(
+        bus.listen('device.replaced', (p) => closeReplaced(p.connectionId), warn),
+        bus.listen(
+          'device.command',
+          (p) => {
+            if (p.deviceId === probeId) return markReady();
+            const lc = byDevice.get(p.deviceId);
+            if (lc) void deliverCommands(lc);
+          },
+          warn,
+        ),
+      );
       // With Redis, subscribing takes a round trip: probe until our own message comes back.
       void (async () => {
         for (let i = 0; i < 100 && !isReady; i++) {
@@ -626,13 +620,7 @@ export function createDeviceRegistry(opts: RegistryOptions) {
       for (const o of all) o.conn.close(CloseCode.GoingAway, 'gateway shutting down');
       await Promise.allSettled(all.map((o) => o.teardown()));
       await sweeper.stop();
-      for (const s of subscriptions.splice(0)) {
-        try {
-          await s.return?.();
-        } catch {
-          // already ended
-        }
-      }
+      await Promise.allSettled(unlisten.splice(0).map((stop) => stop()));
     },
   };
 }

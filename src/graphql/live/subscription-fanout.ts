@@ -1,8 +1,10 @@
-import { subscribe as graphqlSubscribe, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { createSourceEventStream, execute, subscribe as graphqlSubscribe, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import { DomainError } from '../../lib/domain-error';
 import { ErrorCode, toErrorCode } from '../../schema/error-code';
+import { comparePositions, handoverOf, type HandoverFeed } from '../../streams/live/live.service';
 
 type Results = AsyncGenerator<ExecutionResult, unknown, unknown>;
+type Position = ReturnType<HandoverFeed['position']>;
 
 /** What the fan-out needs to know about one subscriber (graphql-ws's connection, in practice). */
 export interface FanoutMember {
@@ -41,12 +43,17 @@ class MemberQueue implements AsyncGenerator<ExecutionResult, unknown, unknown> {
   /** The source ended or failed: what the consumer gets once the queue is drained. */
   private terminal: { failed: false } | { failed: true; err: unknown } | null = null;
   private done = false;
+  /** While a resumed member hands over from its own replay to the group: the group's results, kept in order. */
+  held: { result: ExecutionResult; at: Position | null }[] | null = null;
+  /** The group's results up to here were delivered by the member's own replay: skipped. */
+  skipUpTo: Position | null = null;
 
   constructor(
     readonly member: FanoutMember,
-    private readonly onEnd: () => void,
+    /** Called once when the member ends. */
+    public onEnd: () => void,
     /** Called whenever the consumer takes a result (the group may be waiting for room). */
-    private readonly onTake: () => void,
+    public onTake: () => void,
   ) {}
 
   get pending(): number {
@@ -134,9 +141,13 @@ class MemberQueue implements AsyncGenerator<ExecutionResult, unknown, unknown> {
 
 interface Group {
   key: string;
+  args: ExecutionArgs;
   members: Set<MemberQueue>;
   ready: Promise<ExecutionResult | null>;
-  source: Results | null;
+  /** The source events (graphql-js's source stream): executed once per event for every member. */
+  source: AsyncGenerator<unknown, unknown, unknown> | null;
+  /** The source's handover positions, when it has them (alarms): resumed members may join. */
+  feed: HandoverFeed | null;
   pumping: boolean;
   closed: boolean;
   /** Wakes the pump when a member took a result or left. */
@@ -152,7 +163,8 @@ function serialiseResult(result: ExecutionResult): Buffer | null {
   }
 }
 
-const isAsyncIterable = (v: unknown): v is Results => typeof Object(v)[Symbol.asyncIterator] === 'function';
+const isAsyncIterable = <T = Results>(v: unknown): v is T => typeof Object(v)[Symbol.asyncIterator] === 'function';
+type Source = AsyncGenerator<unknown, unknown, unknown>;
 
 /**
  * An event the subscriber may no longer see: access ended between the stream's check and the
@@ -202,12 +214,21 @@ function visibleOnly(source: Results, onEnd: () => void): Results {
   return it;
 }
 
+/** `execute` of one source event, as graphql-js's `subscribe` maps it. */
+const executeEvent = (args: ExecutionArgs, event: unknown) => execute({ ...args, rootValue: event });
+
 /**
  * Subscription fan-out for graphql-ws's `subscribe` option. Subscribers that share a group key
- * (same document, variables, operation name and caller identity with its API-key scopes, and no
- * `after`) share ONE graphql-js subscription: the selection set runs once per event, the result is
- * serialised once, and the same bytes go to every member's socket (`FanoutMember.deliver`); a
- * member without `deliver`, or busy, gets the ExecutionResult object through graphql-ws.
+ * (same document, variables, operation name and caller identity with its API-key scopes) share ONE
+ * source stream: the selection set runs once per event, the result is serialised once, and the
+ * same bytes go to every member's socket (`FanoutMember.deliver`); a member without `deliver`, or
+ * busy, gets the ExecutionResult object through graphql-ws.
+ *
+ * Resumed subscriptions (`alarms(after:)`, see `subscribe`'s `resume`) replay alone, executing
+ * their replayed events themselves, and join the group of the same subscription without `after`
+ * once their replay has caught up; the handover keeps every event once and in order (the
+ * positions of HandoverFeed in src/streams/live/live.service.ts). A reconnect storm then costs
+ * one execution per event per group, not per subscriber.
  *
  * Flow control: each member has a queue of up to `maxPending` results. While a member's queue is
  * full the group stops pulling from its stream (which then buffers or, for alarms, catches up from
@@ -230,20 +251,20 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
     void group.source?.return?.(undefined)?.catch(() => {});
   }
 
-  /** Waits until no member's queue is full; cuts off those still full after `slowAfterMs`. */
-  async function makeRoom(group: Group) {
-    const full = () => [...group.members].filter((m) => m.pending >= maxPending);
+  /** Waits until no queue of `members()` is full; cuts off those still full after `slowAfterMs`. */
+  async function makeRoom(members: () => Iterable<MemberQueue>, isClosed: () => boolean, setRoom: (wake: () => void) => void) {
+    const full = () => [...members()].filter((m) => m.pending >= maxPending);
     if (full().length === 0) return;
     const deadline = Date.now() + slowAfterMs;
-    while (!group.closed && full().length > 0 && Date.now() < deadline) {
+    while (!isClosed() && full().length > 0 && Date.now() < deadline) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, Math.max(1, deadline - Date.now()));
-        group.room = () => {
+        setRoom(() => {
           clearTimeout(timer);
           resolve();
-        };
+        });
       });
-      group.room = () => {};
+      setRoom(() => {});
     }
     for (const m of full()) {
       m.finish();
@@ -251,19 +272,34 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
     }
   }
 
+  /** One result to one member: written at once when it is idle and can take the serialised bytes, else queued. */
+  function deliverTo(m: MemberQueue, result: ExecutionResult, serialise: () => Buffer | null) {
+    if (m.member.deliver && m.idle) {
+      const serialised = serialise();
+      if (serialised && m.member.deliver(serialised)) return;
+    }
+    m.push(result);
+  }
+
   /**
    * One result to every member. Results without errors are serialised ONCE and written straight
    * to each idle member's socket (the same bytes for all; only the frame's id differs); the rest,
-   * and members that are busy or cannot decide at once, get the result queued.
+   * and members that are busy or cannot decide at once, get the result queued. A member handing
+   * over from its replay holds the result; one whose replay delivered it skips it.
    */
-  function deliverAll(group: Group, result: ExecutionResult) {
+  function deliverAll(group: Group, result: ExecutionResult, at: Position | null) {
     let serialised: Buffer | null | undefined;
+    const serialise = () => (serialised ??= result.errors?.length ? null : serialiseResult(result));
     for (const m of [...group.members]) {
-      if (m.member.deliver && m.idle) {
-        serialised ??= result.errors?.length ? null : serialiseResult(result);
-        if (serialised && m.member.deliver(serialised)) continue;
+      if (m.held) {
+        m.held.push({ result, at });
+        continue;
       }
-      m.push(result);
+      if (m.skipUpTo && at) {
+        if (comparePositions(at, m.skipUpTo) <= 0) continue;
+        m.skipUpTo = null; // past it: results come in order
+      }
+      deliverTo(m, result, serialise);
     }
   }
 
@@ -271,12 +307,17 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
     const source = group.source!;
     try {
       while (!group.closed) {
-        await makeRoom(group);
+        await makeRoom(
+          () => group.members,
+          () => group.closed,
+          (wake) => (group.room = wake),
+        );
         if (group.closed) break;
         const r = await source.next();
         if (r.done) break;
-        if (isInvisible(r.value)) continue;
-        deliverAll(group, r.value);
+        const result = await executeEvent(group.args, r.value);
+        if (isInvisible(result)) continue;
+        deliverAll(group, result, group.feed?.positionOf(r.value) ?? null);
       }
       for (const m of [...group.members]) m.end();
     } catch (err) {
@@ -286,66 +327,173 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
     }
   }
 
-  function join(group: Group, member: FanoutMember): MemberQueue {
-    count('subscriptions', 1);
-    const queue: MemberQueue = new MemberQueue(
-      member,
-      () => {
-        count('subscriptions', -1);
-        group.members.delete(queue);
-        if (group.members.size === 0) closeGroup(group);
-        else group.room();
-      },
-      () => group.room(),
-    );
+  /** Adds `queue` to the group; returns its leaving (the group closes with its last member). */
+  function enter(group: Group, queue: MemberQueue): () => void {
     group.members.add(queue);
     if (!group.pumping) {
       group.pumping = true;
       void pump(group);
     }
+    return () => {
+      if (!group.members.delete(queue)) return;
+      if (group.members.size === 0) closeGroup(group);
+      else group.room();
+    };
+  }
+
+  /** The open group of `key`, or a new one on `args`; an ExecutionResult when the subscription is refused. */
+  async function groupFor(key: string, args: ExecutionArgs): Promise<Group | ExecutionResult> {
+    for (;;) {
+      let group = groups.get(key);
+      if (!group) {
+        const g: Group = { key, args, members: new Set(), ready: Promise.resolve(null), source: null, feed: null, pumping: false, closed: false, room: () => {} };
+        group = g;
+        groups.set(key, g);
+        count('groups', 1);
+        g.ready = Promise.resolve(createSourceEventStream(args)).then(
+          (result): ExecutionResult | null => {
+            if (isAsyncIterable<AsyncIterable<unknown>>(result)) {
+              g.source = result as Source;
+              g.feed = handoverOf(result);
+              return null;
+            }
+            closeGroup(g);
+            return result;
+          },
+          (err: unknown) => {
+            closeGroup(g);
+            throw err;
+          },
+        );
+      }
+      const refused = await group.ready;
+      if (refused) return refused;
+      // Its members all left while this one waited: start a new group.
+      if (group.closed) continue;
+      return group;
+    }
+  }
+
+  /**
+   * A resumed subscription: its own source replays and its events are executed for it alone; once
+   * the replay has caught up it joins the group of `key` (opened on `liveArgs` when none is open)
+   * at the group's position, its own source ends there, and the group's results after where the
+   * own source ended follow, held meanwhile.
+   */
+  function resumeAlone(args: ExecutionArgs, source: Source, feed: HandoverFeed | null, key: string, liveArgs: ExecutionArgs, member: FanoutMember): MemberQueue {
+    let closed = false;
+    let room = () => {};
+    let group: Group | null = null;
+    let leaveGroup: (() => void) | null = null;
+    let endedAt: Promise<Position> | null = null;
+    count('subscriptions', 1);
+    const queue: MemberQueue = new MemberQueue(
+      member,
+      () => {
+        closed = true;
+        count('subscriptions', -1);
+        room();
+        leaveGroup?.();
+        void source.return?.(undefined)?.catch(() => {});
+      },
+      () => {
+        room();
+        group?.room();
+      },
+    );
+
+    async function join() {
+      if (!feed) return;
+      await feed.caughtUp;
+      if (closed) return;
+      let g: Group | ExecutionResult | null;
+      // A group can close between its lookup and this turn (its last member left): look again.
+      do g = await groupFor(key, liveArgs).catch(() => null);
+      while (g && 'members' in g && g.closed && !closed);
+      // Refused or failed: the subscription stays on its own stream.
+      if (!g || !('members' in g) || !g.feed || closed) return;
+      // Synchronously from here: every event after the group's position reaches this member from the group.
+      group = g;
+      queue.held = [];
+      leaveGroup = enter(g, queue);
+      endedAt = feed.endAt(g.feed.position());
+    }
+
+    void (async () => {
+      const joining = join();
+      try {
+        while (!closed) {
+          await makeRoom(
+            () => [queue],
+            () => closed,
+            (wake) => (room = wake),
+          );
+          if (closed) break;
+          const r = await source.next();
+          if (r.done) break;
+          const result = await executeEvent(args, r.value);
+          if (isInvisible(result)) continue;
+          let serialised: Buffer | null | undefined;
+          deliverTo(queue, result, () => (serialised ??= result.errors?.length ? null : serialiseResult(result)));
+        }
+        await joining;
+        if (closed) return;
+        if (!endedAt) {
+          queue.end();
+          return;
+        }
+        // Handed over: the group's results after where the own source ended follow, then the group's own.
+        const ended = await endedAt;
+        const held = queue.held ?? [];
+        queue.held = null;
+        queue.skipUpTo = ended;
+        for (const h of held) {
+          if (h.at && queue.skipUpTo && comparePositions(h.at, queue.skipUpTo) <= 0) continue;
+          queue.skipUpTo = null;
+          let serialised: Buffer | null | undefined;
+          deliverTo(queue, h.result, () => (serialised ??= h.result.errors?.length ? null : serialiseResult(h.result)));
+        }
+      } catch (err) {
+        queue.fail(err);
+      }
+    })();
     return queue;
   }
 
   return {
     /**
-     * Subscribes `args`: alone when `key` is null, else in the group of `key`. Returns what
-     * graphql-ws expects: the results, or an ExecutionResult with the errors of a refused subscription.
+     * Subscribes `args`: alone when `key` is null, else in the group of `key`. With `resume`, a
+     * subscription that replays first (`alarms(after:)`): it runs alone until its replay caught
+     * up, then joins the group of `key` (the same subscription without `after`: `resume.liveArgs`).
+     * Returns what graphql-ws expects: the results, or an ExecutionResult with the errors of a
+     * refused subscription.
      */
-    async subscribe(args: ExecutionArgs, key: string | null, member: FanoutMember): Promise<Results | ExecutionResult> {
+    async subscribe(args: ExecutionArgs, key: string | null, member: FanoutMember, resume?: { liveArgs: ExecutionArgs }): Promise<Results | ExecutionResult> {
       if (key === null) {
         const result = await graphqlSubscribe(args);
         if (!isAsyncIterable(result)) return result;
         count('subscriptions', 1);
         return visibleOnly(result, () => count('subscriptions', -1));
       }
-      for (;;) {
-        let group = groups.get(key);
-        if (!group) {
-          const g: Group = { key, members: new Set(), ready: Promise.resolve(null), source: null, pumping: false, closed: false, room: () => {} };
-          group = g;
-          groups.set(key, g);
-          count('groups', 1);
-          g.ready = Promise.resolve(graphqlSubscribe(args)).then(
-            (result) => {
-              if (isAsyncIterable(result)) {
-                g.source = result;
-                return null;
-              }
-              closeGroup(g);
-              return result;
-            },
-            (err: unknown) => {
-              closeGroup(g);
-              throw err;
-            },
-          );
-        }
-        const refused = await group.ready;
-        if (refused) return refused;
-        // Its members all left while this one waited: start a new group.
-        if (group.closed) continue;
-        return join(group, member);
+      if (resume) {
+        const source = await createSourceEventStream(args);
+        if (!isAsyncIterable<AsyncIterable<unknown>>(source)) return source;
+        return resumeAlone(args, source as Source, handoverOf(source), key, resume.liveArgs, member);
       }
+      const group = await groupFor(key, args);
+      if (!('members' in group)) return group;
+      count('subscriptions', 1);
+      let leave = () => {};
+      const queue = new MemberQueue(
+        member,
+        () => {
+          count('subscriptions', -1);
+          leave();
+        },
+        () => group.room(),
+      );
+      leave = enter(group, queue);
+      return queue;
     },
 
     /** Open groups (tests, metrics). */

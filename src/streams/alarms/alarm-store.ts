@@ -25,7 +25,7 @@ export interface AlarmPost {
   /** Raw channel number (NVR IP channels stay 32+N). */
   channel: number;
   regionId: string | null;
-  /** The device's clock; null when it sent none or an unparseable one. */
+  /** The device's clock; null when it sent none or an unparseable one. A time no timestamp column can hold (outside years 1..9999) is stored as unknown. */
   deviceTime: Date | null;
   /** As the device reports it; 0 when it reports none. */
   activePostCount: number;
@@ -46,7 +46,9 @@ export interface AlarmPost {
  * - `created`: a new alarm; `alarm.created` is published after the commit (one per commit, for its newest alarm).
  * - `coalesced`: an active repeat within the quiet window updated the open alarm.
  * - `ended`: an inactive post ended the open alarm.
- * - `duplicate`: a post with the same identity was stored before.
+ * - `duplicate`: a post with the same identity was stored before, or the post is a retry of one
+ *   that already made an alarm (same device, channel, event type, region, device time and
+ *   activePostCount, within the retry window): the answer the device missed, given again.
  * - `unbound`: the device has no owner, so the alarm belongs to nobody and is not kept.
  * - `stray-inactive`: an inactive post with no open alarm to end.
  */
@@ -73,6 +75,12 @@ export interface AlarmStoreDeps {
   batchesInFlight?: number;
   /** The database handle's prepared-statement runner: enables the one-round-trip path for new alarms. */
   prepared?: DbHandle['prepared'];
+  /**
+   * A post without identity that repeats, within this many ms, the device time and
+   * activePostCount of a post that made an alarm (or of an alarm's last post) is that post
+   * resent, not a new event (default 60,000). Only posts that carry a device time are recognised.
+   */
+  retryWindowMs?: number;
 }
 
 type RecordResult = { outcome: RecordOutcome; alarm: AlarmRow | null };
@@ -81,6 +89,8 @@ type RecordResult = { outcome: RecordOutcome; alarm: AlarmRow | null };
 interface PendingPost {
   deviceId: string;
   post: AlarmPost;
+  /** The receipt key: the post's identity, else its retry key (`r:`, see {@link retryKeyOf}), else null. */
+  key: string | null;
   /** The gateway's time when the post arrived. */
   now: Date;
   resolve(result: RecordResult): void;
@@ -88,6 +98,58 @@ interface PendingPost {
 }
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+/** Receipt keys that only de-duplicate within the retry window, and are recorded only for posts that made an alarm. */
+const isRetryKey = (key: string) => key.startsWith('r:');
+
+/**
+ * The retry identity of an active post without identity but with a device time: a device
+ * resending a post it got no answer for sends the same channel, type, region, time and count.
+ */
+function retryKeyOf(post: AlarmPost): string | null {
+  if (post.identity || post.state !== 'active' || !post.deviceTime) return null;
+  return `r:${post.channel}:${post.eventType}:${post.regionId ?? ''}:${post.deviceTime.getTime()}:${post.activePostCount}`;
+}
+
+/** NUL (refused by Postgres text and jsonb) and unpaired surrogates (refused by jsonb). */
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const UNSTORABLE_ALL = new RegExp(UNSTORABLE.source, 'g');
+function storableText<T extends string | null | undefined>(s: T): T {
+  return (typeof s === 'string' && UNSTORABLE.test(s) ? s.replace(UNSTORABLE_ALL, '\ufffd') : s) as T;
+}
+
+/** Years a timestamp column takes as the ISO text this store sends (JS writes others as `+010000-...`, and Postgres has no year 0). */
+function storableTime(d: Date | null): Date | null {
+  if (!d || !Number.isFinite(d.getTime())) return null;
+  const y = d.getUTCFullYear();
+  return y >= 1 && y <= 9999 ? d : null;
+}
+
+/**
+ * The post as the database can hold it, whatever a door let through: a device time out of
+ * range becomes unknown (the receive time stays), text loses what Postgres refuses. Input can
+ * then never fail the write, so it never earns a 5xx or a "resend" (which the device would
+ * repeat forever).
+ */
+function storablePost(post: AlarmPost): AlarmPost {
+  let details = post.details;
+  if (details) {
+    for (const [k, v] of Object.entries(details)) {
+      if (typeof v === 'string' && UNSTORABLE.test(v)) details = { ...details, [k]: storableText(v) };
+    }
+  }
+  return {
+    ...post,
+    eventType: storableText(post.eventType),
+    rawType: storableText(post.rawType),
+    regionId: storableText(post.regionId),
+    description: storableText(post.description),
+    channelName: storableText(post.channelName),
+    identity: storableText(post.identity),
+    deviceTime: storableTime(post.deviceTime),
+    details,
+  };
+}
 const openKeyOf = (deviceId: string, channel: number, eventType: string, regionId: string | null) => `${deviceId}\u0000${channel}\u0000${eventType}\u0000${regionId ?? ''}`;
 
 /** A new alarm's row as its first post makes it (`xid`/`seq` come from the insert). */
@@ -138,14 +200,16 @@ const INSERT_NEW_ALARMS = `with v as (
     select v.id, v.device_id, b.id, v.source, v.channel, v.event_type, v.raw_type, v.alarm_type, v.region_id, v.description, v.channel_name,
       v.started_at::timestamptz, v.received_at::timestamptz, v.received_at::timestamptz, v.last_post_device_at::timestamptz, v.active_post_count, 1, v.details::jsonb
     from v join b on b.device_id = v.device_id
-    where v.identity is null or not exists (select 1 from alarm_receipts r where r.device_id = v.device_id and r.key = v.identity)
+    where v.identity is null or not exists (select 1 from alarm_receipts r where r.device_id = v.device_id and r.key = v.identity
+      and (left(v.identity, 2) <> 'r:' or r.received_at >= v.received_at::timestamptz - $17::interval))
     on conflict (device_id, channel, event_type, (coalesce(region_id, ''))) where ended_at is null do nothing
     returning id, binding_id, xid, seq
   ),
   rec as (
     insert into alarm_receipts (device_id, key, alarm_id, received_at)
     select v.device_id, v.identity, v.id, v.received_at::timestamptz from ins join v on v.id = ins.id where v.identity is not null
-    on conflict do nothing
+    on conflict (device_id, key) do update set alarm_id = excluded.alarm_id, received_at = excluded.received_at
+      where left(alarm_receipts.key, 2) = 'r:'
     returning alarm_id
   )
   select ins.id, ins.binding_id, ins.xid, ins.seq,
@@ -171,6 +235,21 @@ const cursorOf = (row: Pick<AlarmRow, 'xid' | 'seq'>): string => encodeAlarmCurs
 export function createAlarmStore(deps: AlarmStoreDeps) {
   const { db, clock, bus, log } = deps;
   const quietMs = deps.quietEndS * 1000;
+  const retryWindowMs = deps.retryWindowMs ?? 60_000;
+  const retryInterval = `${retryWindowMs} milliseconds`;
+
+  /** The post repeats the alarm's last post (device time and count) within the retry window. */
+  function isRetryOfLastPost(current: AlarmRow, post: AlarmPost, now: Date): boolean {
+    return (
+      post.state === 'active' &&
+      !post.identity &&
+      post.deviceTime !== null &&
+      current.lastPostDeviceAt !== null &&
+      current.lastPostDeviceAt.getTime() === post.deviceTime.getTime() &&
+      current.activePostCount === post.activePostCount &&
+      now.getTime() - current.lastPostAt.getTime() < retryWindowMs
+    );
+  }
   /** Told the newest cursor of each commit that created alarms, on this node, before the bus hears it. */
   const localListeners = new Set<(cursor: string) => void>();
 
@@ -240,14 +319,15 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
               ),
             )
         : [];
-      const identified = live.filter((p) => p.post.identity);
+      const identified = live.filter((p) => p.key);
       const seen = new Set<string>();
       if (identified.length) {
         const rows = await tx
-          .select({ deviceId: alarmReceipts.deviceId, key: alarmReceipts.key })
+          .select({ deviceId: alarmReceipts.deviceId, key: alarmReceipts.key, receivedAt: alarmReceipts.receivedAt })
           .from(alarmReceipts)
-          .where(sql`(${alarmReceipts.deviceId}, ${alarmReceipts.key}) in (${sql.join(identified.map((p) => sql`(${p.deviceId}::uuid, ${p.post.identity}::text)`), sql`, `)})`);
-        for (const r of rows) seen.add(`${r.deviceId}\u0000${r.key}`);
+          .where(sql`(${alarmReceipts.deviceId}, ${alarmReceipts.key}) in (${sql.join(identified.map((p) => sql`(${p.deviceId}::uuid, ${p.key}::text)`), sql`, `)})`);
+        const retrySince = Math.min(...identified.map((p) => p.now.getTime())) - retryWindowMs;
+        for (const r of rows) if (!isRetryKey(r.key) || r.receivedAt.getTime() >= retrySince) seen.add(`${r.deviceId}\u0000${r.key}`);
       }
 
       // Applies the posts in arrival order to the open alarms in memory.
@@ -258,22 +338,27 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
       const created: AlarmRow[] = [];
       const receipts: Array<typeof alarmReceipts.$inferInsert> = [];
       const out: Array<{ outcome: RecordOutcome; alarm: AlarmRow | null }> = [];
-      for (const { deviceId, post, now } of batch) {
+      for (const { deviceId, post, now, key: receiptKey } of batch) {
         const bindingId = bindingOf.get(deviceId);
         if (!bindingId) {
           out.push({ outcome: 'unbound', alarm: null });
           continue;
         }
-        if (post.identity) {
-          const receiptKey = `${deviceId}\u0000${post.identity}`;
-          if (seen.has(receiptKey)) {
+        if (receiptKey) {
+          const seenKey = `${deviceId}\u0000${receiptKey}`;
+          if (seen.has(seenKey)) {
             out.push({ outcome: 'duplicate', alarm: null });
             continue;
           }
-          seen.add(receiptKey);
+          seen.add(seenKey);
         }
         const key = openKeyOf(deviceId, post.channel, post.eventType, post.regionId);
         let current = open.get(key);
+        // The open alarm's last post sent again after the quiet window: the answer was lost, not a new event.
+        if (current && current.bindingId === bindingId && isRetryOfLastPost(current, post, now)) {
+          out.push({ outcome: 'duplicate', alarm: null });
+          continue;
+        }
         // An alarm quiet for the window, or one of an earlier binding, has ended: close it first.
         if (current && (current.bindingId !== bindingId || now.getTime() - current.lastPostAt.getTime() >= quietMs)) {
           current.endedAt = current.lastPostDeviceAt ?? current.lastPostAt;
@@ -308,7 +393,7 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
           outcome = 'created';
         }
         if (alarm && existing.has(alarm)) changed.add(alarm);
-        if (post.identity) receipts.push({ deviceId, key: post.identity, alarmId: alarm?.id ?? null, receivedAt: now });
+        if (receiptKey && (!isRetryKey(receiptKey) || outcome === 'created')) receipts.push({ deviceId, key: receiptKey, alarmId: alarm?.id ?? null, receivedAt: now });
         out.push({ outcome, alarm });
       }
 
@@ -334,7 +419,17 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
           row.seq = r.seq;
         }
       }
-      if (receipts.length) await tx.insert(alarmReceipts).values(receipts).onConflictDoNothing();
+      if (receipts.length) {
+        // A retry key seen before only outside the window is taken over; an identity is never.
+        await tx
+          .insert(alarmReceipts)
+          .values(receipts)
+          .onConflictDoUpdate({
+            target: [alarmReceipts.deviceId, alarmReceipts.key],
+            set: { alarmId: sql`excluded.alarm_id`, receivedAt: sql`excluded.received_at` },
+            setWhere: sql`left(${alarmReceipts.key}, 2) = 'r:'`,
+          });
+      }
       return out;
     });
 
@@ -379,62 +474,63 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
    * statements racing with one identity: the loser's receipt insert finds the winner's row, and it
    * fails as a whole (division by zero) rather than keep an alarm without its receipt.
    */
-  async function storeBatch(batch: PendingPost[]): Promise<RecordResult[]> {
-    const results: Array<RecordResult | undefined> = new Array(batch.length);
+  async function storeFast(batch: PendingPost[]): Promise<PendingPost[]> {
+    if (!deps.prepared) return batch;
     const keysSeen = new Set<string>();
-    const fast: Array<{ index: number; row: AlarmRow; identity: string | null }> = [];
-    batch.forEach(({ deviceId, post, now }, index) => {
-      const key = openKeyOf(deviceId, post.channel, post.eventType, post.regionId);
-      const first = !keysSeen.has(key);
-      keysSeen.add(key);
-      if (first && post.state === 'active' && deps.prepared) fast.push({ index, row: newAlarmRow(deviceId, '', post, now), identity: post.identity });
+    const fast: Array<{ index: number; row: AlarmRow; key: string | null }> = [];
+    batch.forEach(({ deviceId, post, now, key }, index) => {
+      const openKey = openKeyOf(deviceId, post.channel, post.eventType, post.regionId);
+      const first = !keysSeen.has(openKey);
+      keysSeen.add(openKey);
+      if (first && post.state === 'active') fast.push({ index, row: newAlarmRow(deviceId, '', post, now), key });
     });
-    if (fast.length) {
-      const column = <T>(pick: (r: AlarmRow) => T) => fast.map((f) => pick(f.row));
-      const rows = await deps.prepared!(INSERT_NEW_ALARMS, [
-        column((r) => r.id),
-        column((r) => r.deviceId),
-        column((r) => r.source),
-        column((r) => r.channel),
-        column((r) => r.eventType),
-        column((r) => r.rawType),
-        column((r) => r.alarmType),
-        column((r) => r.regionId),
-        column((r) => r.description),
-        column((r) => r.channelName),
-        column((r) => r.startedAt.toISOString()),
-        column((r) => r.receivedAt.toISOString()),
-        column((r) => iso(r.lastPostDeviceAt)),
-        column((r) => r.activePostCount),
-        column((r) => (r.details === null ? null : JSON.stringify(r.details))),
-        fast.map((f) => f.identity),
-      ]);
-      const inserted = new Map(rows.map((r) => [String(r.id), r]));
-      const created: RecordResult[] = [];
-      for (const { index, row } of fast) {
-        const r = inserted.get(row.id);
-        if (!r) continue;
-        row.bindingId = String(r.binding_id);
-        row.xid = Number(r.xid);
-        row.seq = Number(r.seq);
-        results[index] = { outcome: 'created', alarm: row };
-        created.push(results[index]!);
-      }
-      publishCreated(created);
+    if (!fast.length) return batch;
+    const column = <T>(pick: (r: AlarmRow) => T) => fast.map((f) => pick(f.row));
+    const rows = await deps.prepared(INSERT_NEW_ALARMS, [
+      column((r) => r.id),
+      column((r) => r.deviceId),
+      column((r) => r.source),
+      column((r) => r.channel),
+      column((r) => r.eventType),
+      column((r) => r.rawType),
+      column((r) => r.alarmType),
+      column((r) => r.regionId),
+      column((r) => r.description),
+      column((r) => r.channelName),
+      column((r) => r.startedAt.toISOString()),
+      column((r) => r.receivedAt.toISOString()),
+      column((r) => iso(r.lastPostDeviceAt)),
+      column((r) => r.activePostCount),
+      column((r) => (r.details === null ? null : JSON.stringify(r.details))),
+      fast.map((f) => f.key),
+      retryInterval,
+    ]);
+    const inserted = new Map(rows.map((r) => [String(r.id), r]));
+    const done = new Set<number>();
+    const created: RecordResult[] = [];
+    for (const { index, row } of fast) {
+      const r = inserted.get(row.id);
+      if (!r) continue;
+      row.bindingId = String(r.binding_id);
+      row.xid = Number(r.xid);
+      row.seq = Number(r.seq);
+      const result: RecordResult = { outcome: 'created', alarm: row };
+      batch[index]!.resolve(result);
+      created.push(result);
+      done.add(index);
     }
-    const rest = batch.filter((_, i) => !results[i]);
-    if (rest.length) {
-      const general = await storeGeneral(rest);
-      let j = 0;
-      for (let i = 0; i < batch.length; i++) if (!results[i]) results[i] = general[j++];
-    }
-    return results as RecordResult[];
+    publishCreated(created);
+    return batch.filter((_, i) => !done.has(i));
   }
 
   /**
    * Group commit: posts that arrive while earlier batches are being written wait and go together
-   * into the next one. Nothing is answered before its batch committed; when a batch fails, its
-   * posts are stored one by one, so one bad post fails alone.
+   * into the next one. Nothing is answered before its own write committed, and a post whose
+   * write committed is answered from it whatever happens to the rest of its batch: posts the
+   * fast path stored are settled at once; when the general transaction fails, its posts are
+   * stored one by one, so one bad post fails alone. A write whose commit was lost on the way
+   * back (the connection died) is found again by the retry: identities and retry keys make it a
+   * `duplicate`, never a second alarm.
    */
   const writer = (() => {
     const maxBatch = Math.max(1, deps.maxBatch ?? 200);
@@ -444,15 +540,24 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
     let scheduled = false;
 
     async function commit(batch: PendingPost[]) {
+      let rest: PendingPost[];
       try {
-        const results = await storeBatch(batch);
-        batch.forEach((p, i) => p.resolve(results[i]!));
+        rest = await storeFast(batch);
       } catch (err) {
-        if (batch.length === 1) return batch[0]!.reject(err);
-        log.warn({ err, posts: batch.length }, 'alarm group commit failed; storing its posts one by one');
-        for (const p of batch) {
+        // Nothing of it is answered yet: the general path decides each post, and sees what did commit.
+        log.warn({ err, posts: batch.length }, 'alarm fast insert failed; storing through the general path');
+        rest = batch;
+      }
+      if (!rest.length) return;
+      try {
+        const results = await storeGeneral(rest);
+        rest.forEach((p, i) => p.resolve(results[i]!));
+      } catch (err) {
+        if (rest.length === 1) return rest[0]!.reject(err);
+        log.warn({ err, posts: rest.length }, 'alarm group commit failed; storing its posts one by one');
+        for (const p of rest) {
           try {
-            p.resolve((await storeBatch([p]))[0]!);
+            p.resolve((await storeGeneral([p]))[0]!);
           } catch (e) {
             p.reject(e);
           }
@@ -482,7 +587,8 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
     return {
       submit(deviceId: string, post: AlarmPost): Promise<RecordResult> {
         return new Promise<RecordResult>((resolve, reject) => {
-          queue.push({ deviceId, post, now: clock(), resolve, reject });
+          const stored = storablePost(post);
+          queue.push({ deviceId, post: stored, key: stored.identity ?? retryKeyOf(stored), now: clock(), resolve, reject });
           schedule();
         });
       },

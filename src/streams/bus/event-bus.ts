@@ -51,18 +51,60 @@ export type TopicMap = {
   'device.command': [DeviceCommandPayload];
 };
 
-export type EventBus = PubSub<TopicMap>;
+/** Where `listen` reports a handler that threw, or a feed that failed (pino's `warn` fits). */
+export type BusWarn = (fields: { err: unknown; topic: keyof TopicMap }, message: string) => void;
+
+export interface EventBus extends PubSub<TopicMap> {
+  /**
+   * Calls `handler` with every event of `topic` published from now on (on every node with Redis),
+   * one at a time, in order, until the returned stop function is called; stop resolves once the
+   * feed has ended and is idempotent. A handler that throws is reported to `warn` and the next
+   * event still comes; a feed that fails (the Redis subscription broke) is reported and ends.
+   */
+  listen<K extends keyof TopicMap>(topic: K, handler: (...payload: TopicMap[K]) => void, warn?: BusWarn): () => Promise<void>;
+}
 
 /**
  * In-process bus by default; with Redis clients, every gateway node sees every event. Topics are
  * prefixed by the Redis event target's channel names only, so one Redis can serve one deployment.
  */
 export function createEventBus(redis?: { publish: Redis; subscribe: Redis; onError?: (err: unknown, what: string) => void }): EventBus {
-  if (!redis) return createPubSub<TopicMap>();
+  if (!redis) return withListen(createPubSub<TopicMap>());
   const onError = redis.onError ?? (() => {});
-  return createPubSub<TopicMap>({
-    eventTarget: createRedisEventTarget({ publishClient: failSafePublisher(redis.publish, onError), subscribeClient: failSafeSubscriber(redis.subscribe, onError) }),
-  });
+  return withListen(
+    createPubSub<TopicMap>({
+      eventTarget: createRedisEventTarget({ publishClient: failSafePublisher(redis.publish, onError), subscribeClient: failSafeSubscriber(redis.subscribe, onError) }),
+    }),
+  );
+}
+
+function withListen(pubsub: PubSub<TopicMap>): EventBus {
+  const listen: EventBus['listen'] = (topic, handler, warn) => {
+    const feed = (pubsub.subscribe as (t: keyof TopicMap) => AsyncIterable<unknown>)(topic)[Symbol.asyncIterator]();
+    let stopped = false;
+    const drained = (async () => {
+      try {
+        for (;;) {
+          const next = await feed.next();
+          if (next.done) return;
+          try {
+            (handler as (payload: unknown) => void)(next.value);
+          } catch (err) {
+            warn?.({ err, topic }, 'bus handler failed');
+          }
+        }
+      } catch (err) {
+        if (!stopped) warn?.({ err, topic }, 'bus subscription ended');
+      }
+    })();
+    return async () => {
+      if (stopped) return;
+      stopped = true;
+      await feed.return?.();
+      await drained;
+    };
+  };
+  return Object.assign(pubsub, { listen });
 }
 
 /**

@@ -52,7 +52,7 @@ export function createAccessCache(opts: AccessCacheOptions) {
   const entries = new Map<string, UserAccess>();
   const loading = new Map<string, Promise<UserAccess>>();
   const generation = new Map<string, number>();
-  let feed: (AsyncIterator<unknown> & { return?: () => unknown }) | undefined;
+  let unlisten: (() => Promise<void>) | undefined;
 
   const genOf = (userId: string) => generation.get(userId) ?? 0;
 
@@ -120,25 +120,12 @@ export function createAccessCache(opts: AccessCacheOptions) {
 
     /** Listens for `device.access` on the bus. */
     start(): void {
-      if (feed) return;
-      const it = opts.bus.subscribe('device.access')[Symbol.asyncIterator]();
-      feed = it;
-      void (async () => {
-        try {
-          for (;;) {
-            const next = await it.next();
-            if (next.done) return;
-            invalidate(next.value.userIds);
-          }
-        } catch (err) {
-          log.warn({ err }, 'device.access subscription ended');
-        }
-      })();
+      unlisten ??= opts.bus.listen('device.access', (p) => invalidate(p.userIds), (fields, message) => log.warn(fields, message));
     },
 
     async stop(): Promise<void> {
-      await feed?.return?.();
-      feed = undefined;
+      await unlisten?.();
+      unlisten = undefined;
     },
 
     size: () => entries.size,

@@ -70,7 +70,7 @@ export function createAlarmTailer(opts: AlarmTailerOptions) {
   let retryDelay = 0;
   let retryTimer: NodeJS.Timeout | undefined;
   let tickTimer: NodeJS.Timeout | undefined;
-  let busFeed: (AsyncIterator<unknown> & { return?: () => unknown }) | undefined;
+  let unlistenBus: (() => Promise<void>) | undefined;
   let stopped = true;
 
   function init(): Promise<void> {
@@ -171,19 +171,7 @@ export function createAlarmTailer(opts: AlarmTailerOptions) {
       stopped = false;
       // Alarms stored on this node wake the tailer directly; the bus echo then finds nothing new.
       unlistenLocal = store.onCreatedHere?.(onAnnounced);
-      const feed = bus.subscribe('alarm.created')[Symbol.asyncIterator]();
-      busFeed = feed;
-      void (async () => {
-        try {
-          for (;;) {
-            const next = await feed.next();
-            if (next.done) return;
-            onAnnounced(next.value.cursor);
-          }
-        } catch (err) {
-          if (!stopped) log.warn({ err }, 'alarm.created subscription ended');
-        }
-      })();
+      unlistenBus = bus.listen('alarm.created', (p) => onAnnounced(p.cursor), (fields, message) => !stopped && log.warn(fields, message));
       init().then(
         () => wake(),
         (err) => log.error({ err }, 'alarm tailer could not start'),
@@ -242,7 +230,8 @@ export function createAlarmTailer(opts: AlarmTailerOptions) {
       unlistenLocal?.();
       if (tickTimer) clearInterval(tickTimer);
       if (retryTimer) clearTimeout(retryTimer);
-      await busFeed?.return?.();
+      await unlistenBus?.();
+      unlistenBus = undefined;
       await reading;
     },
   };

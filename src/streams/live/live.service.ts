@@ -104,6 +104,38 @@ function closing<T>(stream: Repeater<T>, cleanup: () => void): AsyncGenerator<T>
   return generator;
 }
 
+/**
+ * A live stream that can hand its subscriber over to a shared stream of the same rows without a
+ * gap or a duplicate: the GraphQL fan-out lets a resumed `alarms(after:)` replay alone, then
+ * join the group of subscribers without `after` (src/graphql/live/subscription-fanout.ts).
+ * Positions are alarm cursors: every row up to a position has been consumed (delivered, or not
+ * the caller's to see).
+ */
+export interface HandoverFeed {
+  /** Resolves once the replay is done and the stream only waits for live rows (or has ended). */
+  readonly caughtUp: Promise<void>;
+  /** Every row up to here has been consumed; before the first pull, the start. */
+  position(): AlarmCursor;
+  /** The position of an event this stream yielded. */
+  positionOf(event: unknown): AlarmCursor | null;
+  /**
+   * Ends the stream once every row up to `at` has been consumed, delivering those first; resolves
+   * with where it ended (at or after `at`). Rows after `at` are left to the shared stream.
+   */
+  endAt(at: AlarmCursor): Promise<AlarmCursor>;
+}
+
+/** Where a stream keeps its HandoverFeed (a symbol: graphql-js passes the stream object through untouched). */
+export const HANDOVER = Symbol('vigil.live.handover');
+
+/** The stream's HandoverFeed, when it has one. */
+export function handoverOf(stream: unknown): HandoverFeed | null {
+  return (stream as { [HANDOVER]?: HandoverFeed } | null)?.[HANDOVER] ?? null;
+}
+
+/** Orders positions of HandoverFeeds. */
+export const comparePositions = (a: AlarmCursor, b: AlarmCursor): number => compareAlarmCursors(a, b);
+
 const isBefore = (a: AlarmCursor, b: AlarmCursor) => compareAlarmCursors(a, b) < 0;
 const cursorOfRow = (r: AlarmRow): AlarmCursor => ({ xid: r.xid, seq: r.seq });
 
@@ -129,7 +161,7 @@ export function createLiveService(deps: LiveServiceDeps) {
 
   /** One bus subscription per node for status changes, fanned out to local streams. */
   const statusListeners = new Set<(p: DeviceStatusPayload) => void>();
-  let statusFeed: (AsyncIterator<unknown> & { return?: () => unknown }) | undefined;
+  let unlistenStatus: (() => Promise<void>) | undefined;
   let alarmStreams = 0;
 
   function deviceStatus(caller: Caller | null, args: { deviceIds?: unknown }): AsyncGenerator<DeviceStatusEventView> {
@@ -186,58 +218,95 @@ export function createLiveService(deps: LiveServiceDeps) {
       signal();
     });
     alarmStreams++;
+    // Everything up to `pos` has been delivered (or was not the caller's to see).
+    let pos: AlarmCursor = after ?? reg.position;
+    // Handover (see HandoverFeed): end once everything up to `stopAt` is consumed.
+    let stopAt: AlarmCursor | null = null;
+    let markCaughtUp!: () => void;
+    const caughtUp = new Promise<void>((r) => (markCaughtUp = r));
+    let markEnded!: (at: AlarmCursor) => void;
+    const endedAt = new Promise<AlarmCursor>((r) => (markEnded = r));
     const stream = new Repeater<AlarmView>(async (push, stop) => {
       let stopped = false;
       void stop.then(() => (stopped = true));
-      // Everything up to `pos` has been delivered (or was not the caller's to see).
-      let pos: AlarmCursor = after ?? reg.position;
       // The database holds what is due up to `until`: the tailer's position at registration, or what it dropped.
       let until: AlarmCursor | null = after && isBefore(after, reg.position) ? reg.position : null;
-      while (!stopped) {
-        if (until && isBefore(pos, until)) {
-          // A recent cursor (a reconnect) replays from the tailer's memory, authorised like live rows.
-          const recent = tailer.recentBetween?.(pos, until);
-          if (recent) {
-            for (const r of recent) {
+      try {
+        while (!stopped) {
+          if (stopAt && !isBefore(pos, stopAt)) return stop();
+          if (until && isBefore(pos, until)) {
+            // A recent cursor (a reconnect) replays from the tailer's memory, authorised like live rows.
+            const recent = tailer.recentBetween?.(pos, until);
+            if (recent) {
+              for (const r of recent) {
+                if (stopped) return;
+                pos = cursorOfRow(r);
+                if (matches(r) && (await access.canSeeBinding(c.userId, r.bindingId))) await push(deps.alarms.toView(r, clock()));
+              }
+              pos = until;
+              continue;
+            }
+            const rows = await store.replayForUser(c.userId, clock(), pos, filter, replayPage, until);
+            for (const r of rows) {
               if (stopped) return;
               pos = cursorOfRow(r);
-              if (matches(r) && (await access.canSeeBinding(c.userId, r.bindingId))) await push(deps.alarms.toView(r, clock()));
+              await push(deps.alarms.toView(r, clock()));
             }
-            pos = until;
+            if (rows.length < replayPage) pos = until;
             continue;
           }
-          const rows = await store.replayForUser(c.userId, clock(), pos, filter, replayPage, until);
-          for (const r of rows) {
-            if (stopped) return;
-            pos = cursorOfRow(r);
-            await push(deps.alarms.toView(r, clock()));
+          until = null;
+          if (dropTo) {
+            // Rows were dropped while the consumer lagged: read them from the database, then buffer again.
+            if (isBefore(pos, dropTo)) until = dropTo;
+            else dropTo = null;
+            continue;
           }
-          if (rows.length < replayPage) pos = until;
-          continue;
+          const r = buffered.shift();
+          if (r) {
+            const rc = cursorOfRow(r);
+            if (!isBefore(pos, rc)) continue; // at or before the resume cursor: delivered before
+            if (stopAt && isBefore(stopAt, rc)) {
+              // Nothing in (pos, stopAt] is left (rows come in order): the shared stream takes it from here.
+              pos = stopAt;
+              return stop();
+            }
+            pos = rc;
+            // Authorised now, at delivery, on the alarm's own binding.
+            if (matches(r) && (await access.canSeeBinding(c.userId, r.bindingId))) await push(deps.alarms.toView(r, clock()));
+            continue;
+          }
+          // Caught up: every row the tailer handed out so far is consumed.
+          markCaughtUp();
+          if (stopAt) {
+            // The shared stream's position is at most the tailer's: nothing up to it is left here.
+            pos = stopAt;
+            return stop();
+          }
+          await Promise.race([new Promise<void>((res) => (signal = res)), stop]);
         }
-        until = null;
-        if (dropTo) {
-          // Rows were dropped while the consumer lagged: read them from the database, then buffer again.
-          if (isBefore(pos, dropTo)) until = dropTo;
-          else dropTo = null;
-          continue;
-        }
-        const r = buffered.shift();
-        if (r) {
-          const rc = cursorOfRow(r);
-          if (!isBefore(pos, rc)) continue; // at or before the resume cursor: delivered before
-          pos = rc;
-          // Authorised now, at delivery, on the alarm's own binding.
-          if (matches(r) && (await access.canSeeBinding(c.userId, r.bindingId))) await push(deps.alarms.toView(r, clock()));
-          continue;
-        }
-        await Promise.race([new Promise<void>((res) => (signal = res)), stop]);
+      } finally {
+        markCaughtUp();
+        markEnded(pos);
       }
     });
-    return closing(stream, () => {
-      alarmStreams--;
-      reg.unregister();
-    });
+    const feed: HandoverFeed = {
+      caughtUp,
+      position: () => pos,
+      positionOf: (event) => decodeAlarmCursor((event as AlarmView).cursor),
+      endAt(at) {
+        stopAt = at;
+        signal();
+        return endedAt;
+      },
+    };
+    return Object.assign(
+      closing(stream, () => {
+        alarmStreams--;
+        reg.unregister();
+      }),
+      { [HANDOVER]: feed },
+    );
   }
 
   return {
@@ -258,25 +327,18 @@ export function createLiveService(deps: LiveServiceDeps) {
 
     /** Starts the node's status feed from the bus. */
     start(): void {
-      if (statusFeed) return;
-      const it = deps.bus.subscribe('device.status')[Symbol.asyncIterator]();
-      statusFeed = it;
-      void (async () => {
-        try {
-          for (;;) {
-            const next = await it.next();
-            if (next.done) return;
-            for (const l of statusListeners) l(next.value);
-          }
-        } catch (err) {
-          log.warn({ err }, 'device.status subscription ended');
-        }
-      })();
+      unlistenStatus ??= deps.bus.listen(
+        'device.status',
+        (p) => {
+          for (const l of statusListeners) l(p);
+        },
+        (fields, message) => log.warn(fields, message),
+      );
     },
 
     async stop(): Promise<void> {
-      await statusFeed?.return?.();
-      statusFeed = undefined;
+      await unlistenStatus?.();
+      unlistenStatus = undefined;
     },
 
     /** Open streams on this node (metrics, tests). */
