@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { buildApp } from './app';
 import { ConfigError, loadConfig } from './config';
+import { surviveDriverWriteAfterClose } from './db/driver-faults';
 
 let config;
 try {
@@ -14,6 +15,7 @@ try {
 }
 
 const app = await buildApp(config);
+if (config.databaseUrl) surviveDriverWriteAfterClose(app.log);
 await app.start();
 
 let shuttingDown = false;

@@ -107,6 +107,20 @@ describe('hostile input on the GraphQL edge', () => {
     assert.equal(r.status, 400);
   });
 
+  test('a GET query runs when it carries a preflight header and a GET mutation is 405', async () => {
+    const headers = { 'apollo-require-preflight': 'true', authorization: `Bearer ${token}` };
+    const ok = await fetch(`${t.url}/graphql?query=${encodeURIComponent('{ me { id } }')}`, { headers });
+    assert.equal(ok.status, 200);
+    assert.ok(((await ok.json()) as { data?: { me?: unknown } }).data?.me);
+    const mutation = `mutation { logout(refreshToken: "x") }`;
+    const refused = await fetch(`${t.url}/graphql?query=${encodeURIComponent(mutation)}`, { headers });
+    assert.equal(refused.status, 405);
+    assert.equal(refused.headers.get('allow'), 'POST');
+    const body = (await refused.json()) as { errors: Array<{ extensions: { code: string; requestId?: string } }> };
+    assert.equal(body.errors[0]!.extensions.code, 'BAD_USER_INPUT');
+    assert.equal(typeof body.errors[0]!.extensions.requestId, 'string');
+  });
+
   test('automatic persisted queries run by hash once the query has been sent with it', async () => {
     const query = '{ me { id email } }';
     const sha256Hash = createHash('sha256').update(query).digest('hex');

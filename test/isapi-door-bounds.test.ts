@@ -157,7 +157,8 @@ describe('ISAPI door: deadlines and in-flight bounds', () => {
 
   test('answers 429 to a device that already has its in-flight posts open, and serves it again once they end', async () => {
     const d = await boundDevice();
-    const { url, app } = await door({ maxInFlightPerDevice: 2, deadlineMs: 2000 });
+    // A deadline far beyond the test, so a loaded machine cannot turn the held posts into 408s.
+    const { url, app } = await door({ maxInFlightPerDevice: 2, deadlineMs: 60_000 });
     try {
       const held = [slowPost(url, d.ingestPath, 10_000, 10), slowPost(url, d.ingestPath, 10_000, 10)];
       // The two held requests are in flight once a third is refused.

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { eq } from 'drizzle-orm';
 import postgres from 'postgres';
+import { isDriverWriteAfterClose } from '../src/db/driver-faults';
 import { tables } from '../src/db/index';
 import { alertXml, connectDevice, insertBinding, insertDevice, isapiPost, type DirectDevice } from './helpers/alarms-fixtures';
 import { registerUser, type TestUser } from './helpers/devices';
@@ -140,7 +141,24 @@ describe('poison posts', () => {
   });
 });
 
+/**
+ * The driver's write-after-close fault (src/db/driver-faults.ts) is not the door's: here it is
+ * taken aside once connections start being killed, as the gateway process does, so this file
+ * judges the door. Any other uncaught error still fails the file.
+ */
+function setAsideDriverWriteAfterClose() {
+  process.setUncaughtExceptionCaptureCallback((err) => {
+    const known = isDriverWriteAfterClose(err);
+    process.stderr.write(`${known ? 'postgres.js write after close (known driver bug), set aside' : 'uncaught'}: ${err.stack ?? String(err)}\n`);
+    if (!known) process.exitCode = 1;
+  });
+}
+
 describe('killed database connections', () => {
+  before(() => {
+    if (hasPostgres) setAsideDriverWriteAfterClose();
+  });
+
   test('answers 200 and stores once when the liveness update dies on a killed connection after the alarm committed', { skip: NEEDS_POSTGRES }, async () => {
     const d = await boundDevice();
     const sql = postgres(database!.url, { max: 1, onnotice: () => {} });
