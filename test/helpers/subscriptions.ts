@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print } from 'graphql';
 import { createClient, type Client } from 'graphql-ws';
@@ -74,7 +75,7 @@ export function subscribe<T, V>(c: TestWsClient, doc: TypedDocumentNode<T, V>, v
     completed: false,
     received: (n, timeoutMs = 10_000) =>
       waitFor(() => sub.events.length >= n || sub.completed || sub.failure !== undefined, timeoutMs, `${n} events (got ${sub.events.length})`).then(() => {
-        if (sub.events.length < n) throw new Error(`stream ended after ${sub.events.length} of ${n} events: ${JSON.stringify({ errors: sub.errors, failure: String(sub.failure) })}`);
+        if (sub.events.length < n) throw new Error(`stream ended after ${sub.events.length} of ${n} events: ${JSON.stringify({ errors: sub.errors, failure: inspect(sub.failure, { depth: 2 }) })}`);
         return sub.events.slice(0, n);
       }),
     ended: (timeoutMs = 10_000) => waitFor(() => sub.completed || sub.failure !== undefined, timeoutMs, 'the end of the stream').then(() => undefined),
