@@ -157,12 +157,12 @@ describe('ISAPI door: deadlines and in-flight bounds', () => {
 
   test('answers 429 to a device that already has its in-flight posts open, and serves it again once they end', async () => {
     const d = await boundDevice();
-    // A deadline far beyond the test, so a loaded machine cannot turn the held posts into 408s.
-    const { url, app } = await door({ maxInFlightPerDevice: 2, deadlineMs: 60_000 });
+    // The held posts must outlive the probing even on a loaded machine, and a probe must not be
+    // held itself: probes are whole posts, answered at once (200 until the held two are counted).
+    const { url, app } = await door({ maxInFlightPerDevice: 2, deadlineMs: 15_000 });
     try {
       const held = [slowPost(url, d.ingestPath, 10_000, 10), slowPost(url, d.ingestPath, 10_000, 10)];
-      // The two held requests are in flight once a third is refused.
-      const third = await waitStatus(() => slowPost(url, d.ingestPath, 10_000, 10).answered, 429);
+      const third = await waitStatus(() => postWithin(`${url}${d.ingestPath}`, Buffer.from(alertXml({ eventType: 'VMD', channel: 3 })), XML), 429);
       assert.equal(third, 429);
       const other = await boundDevice();
       assert.equal(await postWithin(`${url}${other.ingestPath}`, Buffer.from(alertXml({ eventType: 'VMD' })), XML), 200, 'other devices are not affected');
