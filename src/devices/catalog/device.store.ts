@@ -101,7 +101,9 @@ function listWhere(filter: ListFilter, params: unknown[]): string {
   return where.join(' and ');
 }
 
-const COUNT_SQL = (where: string) => `select count(*)::int as total from bindings b join devices d on d.id = b.device_id where ${where}`;
+/** The count joins devices only when a condition reads them (status, search). */
+const COUNT_SQL = (filter: ListFilter, where: string) =>
+  `select count(*)::int as total from bindings b${filter.status || filter.search ? ' join devices d on d.id = b.device_id' : ''} where ${where}`;
 
 const ACCESS_COLUMNS = `d.id as d_id, d.serial as d_serial, d.model as d_model, d.firmware as d_firmware, d.channels as d_channels,
   d.online as d_online, d.heartbeats as d_heartbeats, d.last_seen_at as d_last_seen_at,
@@ -184,14 +186,14 @@ export async function listVisible(
     left join shares my on my.binding_id = b.id and my.grantee_id = $1 and ${activeShare('my')}
     where ${pageWhere} order by b.bound_at, b.id limit $3::int`;
   if (!withTotal) return { rows: (await prepared(page, params)).map(accessRowOf), total: null };
-  const rows = await prepared(`select t.total, p.* from (${COUNT_SQL(where)}) t left join lateral (${page}) p on true`, params);
+  const rows = await prepared(`select t.total, p.* from (${COUNT_SQL(filter, where)}) t left join lateral (${page}) p on true`, params);
   return { rows: rows.filter((r) => r.d_id != null).map(accessRowOf), total: Number(rows[0]?.total ?? 0) };
 }
 
 /** The count of `listVisible` alone, for a caller that asked for the total without saying so up front. */
 export async function countVisible(prepared: Prepared, userId: string, now: Date, filter: ListFilter): Promise<number> {
   const params: unknown[] = [userId, now.toISOString()];
-  const [row] = await prepared(COUNT_SQL(listWhere(filter, params)), params);
+  const [row] = await prepared(COUNT_SQL(filter, listWhere(filter, params)), params);
   return Number(row?.total ?? 0);
 }
 
