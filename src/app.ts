@@ -225,6 +225,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   };
   const devices = createDeviceService({
     db,
+    prepared: dbHandle.prepared,
     clock,
     limiters,
     limits: config.limits,

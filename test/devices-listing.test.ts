@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { eq } from 'drizzle-orm';
+import { parse } from 'graphql';
 import { tables } from '../src/db/index';
 import {
   DeviceDocument,
@@ -143,6 +145,56 @@ describe('devices filters', () => {
     assert.equal(status?.status, 'UNKNOWN');
     assert.ok(status?.lastSeenAt);
     expectCode(await t.gql(DevicesDocument, { filter: { search: 's'.repeat(65) } }, { token: user.token }), 'BAD_USER_INPUT');
+  });
+
+  test('totalCount counts every match whatever the cursor, with the page in one statement', async () => {
+    const user = await registerUser(t, 'totals');
+    const mine = await seedBoundDevices(t, user.id, 5, {
+      start: new Date(clock.now().getTime() - 60_000),
+      name: (i) => ['Porch A', 'Porch B', 'Porch C', 'Hall', 'Porch D'][i]!,
+      tag: 'TOT',
+    });
+    const { device: shared } = await provisionAndBind(t, friend, { name: 'Porch of a friend' });
+    expectData(await t.gql(GrantShareDocument, { deviceId: shared.id, grantee: user.email, permissions: ['LIVE_VIEW'] }, { token: friend.token }));
+    await t.app.db.db.update(tables.devices).set({ online: true, lastSeenAt: clock.now() }).where(eq(tables.devices.id, mine[1]!.id));
+
+    const page = async (first: number, after: string | null, filter: Record<string, unknown>) =>
+      expectData(await t.gql(DevicesWithTotalDocument, { first, after, filter }, { token: user.token })).devices;
+    const walk = async (filter: Record<string, unknown>) => {
+      const seen: string[] = [];
+      const totals = new Set<number>();
+      let after: string | null = null;
+      for (let i = 0; i < 10; i++) {
+        const r = await page(2, after, filter);
+        totals.add(r.totalCount);
+        seen.push(...r.edges.map((e) => e.node.id));
+        if (!r.pageInfo.hasNextPage) break;
+        after = r.pageInfo.endCursor ?? null;
+      }
+      return { seen, totals: [...totals] };
+    };
+    const porches = await walk({ search: 'porch' });
+    assert.deepEqual(porches.seen, [mine[0]!.id, mine[1]!.id, mine[2]!.id, mine[4]!.id, shared.id]);
+    assert.deepEqual(porches.totals, [5]);
+    const owned = await walk({ search: 'porch', role: 'OWNER' });
+    assert.deepEqual(owned.totals, [4]);
+    assert.deepEqual((await walk({ role: 'SHARED' })).totals, [1]);
+    assert.deepEqual((await walk({ status: 'OFFLINE', search: 'porch' })).totals, [4]);
+    assert.deepEqual((await walk({ search: 'nothing like it' })).totals, [0]);
+    // Past the last device: an empty page still carries the total.
+    const last = await page(5, null, { search: 'porch' });
+    const beyond = await page(5, last.pageInfo.endCursor ?? null, { search: 'porch' });
+    assert.deepEqual({ edges: beyond.edges, totalCount: beyond.totalCount, hasNextPage: beyond.pageInfo.hasNextPage }, { edges: [], totalCount: 5, hasNextPage: false });
+
+    // Asked for through a fragment, the total still comes with the page: one read besides the session check.
+    const viaFragment = parse('query ($f: DeviceFilter) { devices(first: 2, filter: $f) { ...Total edges { node { id } } } } fragment Total on DeviceConnection { totalCount }') as TypedDocumentNode<
+      { devices: { totalCount: number; edges: Array<{ node: { id: string } }> } },
+      { f: Record<string, unknown> }
+    >;
+    const counted = await countStatements(t, () => t.gql(viaFragment, { f: { search: 'porch' } }, { token: user.token }));
+    assert.equal(expectData(counted.result).devices.totalCount, 5);
+    const reads = counted.statements.filter((q) => /^\s*select/i.test(q) && /\bbindings\b/.test(q));
+    assert.equal(reads.length, 1, counted.statements.join('\n'));
   });
 
   test('lists a shared device only while the share is unexpired', async () => {

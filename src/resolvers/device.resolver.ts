@@ -1,15 +1,31 @@
-import { Arg, Args, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { Kind, type GraphQLResolveInfo, type SelectionSetNode } from 'graphql';
+import { Arg, Args, Ctx, FieldResolver, ID, Info, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
 import type { DeviceConnection, DeviceView, ShareView, UnbindOutcome } from '../devices/catalog/index';
 import type { GraphqlContext } from '../schema/context';
 import { DevicesArgs } from '../schema/device.args';
 import { DeviceConnectionType, DeviceType, PermissionEnum, ShareType, UnbindResultType } from '../schema/device.type';
 import { ErrorCode, toErrorCode } from '../schema/error-code';
 
+/** Whether the field's selection names `field` directly or through fragments (directives aside: asking too often is harmless). */
+function selects(info: GraphQLResolveInfo, field: string): boolean {
+  const seen = new Set<string>();
+  const walk = (set: SelectionSetNode | undefined): boolean =>
+    !!set?.selections.some((s) => {
+      if (s.kind === Kind.FIELD) return s.name.value === field;
+      if (s.kind === Kind.INLINE_FRAGMENT) return walk(s.selectionSet);
+      if (seen.has(s.name.value)) return false;
+      seen.add(s.name.value);
+      return walk(info.fragments?.[s.name.value]?.selectionSet);
+    });
+  return info.fieldNodes.some((node) => walk(node.selectionSet));
+}
+
 @Resolver(() => DeviceType)
 export class DeviceResolver {
   @Query(() => DeviceConnectionType)
-  devices(@Args(() => DevicesArgs) args: DevicesArgs, @Ctx() ctx: GraphqlContext) {
-    return ctx.services.devices.listDevices(ctx.caller, args);
+  devices(@Args(() => DevicesArgs) args: DevicesArgs, @Ctx() ctx: GraphqlContext, @Info() info: GraphQLResolveInfo) {
+    // The total comes with the page in one statement when the document asks for it.
+    return ctx.services.devices.listDevices(ctx.caller, args, { withTotal: selects(info, 'totalCount') });
   }
 
   @Query(() => DeviceType, { nullable: true, description: 'Null when missing or not visible to the caller.' })

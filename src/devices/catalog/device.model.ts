@@ -65,7 +65,7 @@ export interface UnbindOutcome {
  * Status from the registry columns (written by the connection registry, issue 4):
  * online -> ONLINE; a device that ever sent heartbeats and is not online -> OFFLINE; a quiet
  * listening-mode device that was heard from but never heartbeats -> UNKNOWN; never seen -> OFFLINE.
- * Keep in step with `statusCondition` in device.store.ts.
+ * Keep in step with `STATUS_SQL` in device.store.ts.
  */
 export function statusOf(d: { online: boolean; heartbeats: boolean; lastSeenAt: Date | null }): DeviceStatus {
   if (d.online) return 'ONLINE';

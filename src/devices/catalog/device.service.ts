@@ -59,6 +59,8 @@ export interface BindingHooks {
 
 export interface DeviceServiceDeps {
   db: Db;
+  /** The database handle's prepared-statement runner, for the list's hot reads (device.store). */
+  prepared: store.Prepared;
   clock: () => Date;
   limiters: LimiterFactory;
   /** Wrong label codes per day per device, per calling account and per source (defaults: BIND_LIMITS). */
@@ -82,7 +84,7 @@ export interface DeviceEdge {
 export interface DeviceConnection {
   edges: DeviceEdge[];
   pageInfo: { hasNextPage: boolean; endCursor: string | null };
-  /** Counted only when asked for (a second statement). */
+  /** The total of every match: read with the page when the caller said it wants it, else counted on demand (a second statement). */
   countTotal(): Promise<number>;
 }
 
@@ -472,13 +474,13 @@ export function createDeviceService(deps: DeviceServiceDeps) {
     },
 
     /** A page of the caller's devices, owned and shared (unexpired), oldest binding first. */
-    async listDevices(caller: Caller | null, args: { first?: unknown; after?: unknown; filter?: unknown }): Promise<DeviceConnection> {
+    async listDevices(caller: Caller | null, args: { first?: unknown; after?: unknown; filter?: unknown }, opts: { withTotal?: boolean } = {}): Promise<DeviceConnection> {
       const c = requireCaller(caller, 'DEVICES_READ');
       const v = parseInput(listInput, { first: args.first, after: args.after, filter: args.filter });
       const cursor = v.after ? decodeCursor(v.after) : null;
       const filter: store.ListFilter = { status: v.filter?.status, role: v.filter?.role, search: v.filter?.search || null };
       const now = clock();
-      const rows = await store.listVisible(db, c.userId, now, filter, cursor, v.first + 1);
+      const { rows, total } = await store.listVisible(deps.prepared, c.userId, now, filter, cursor, v.first + 1, opts.withTotal ?? true);
       const edges = rows
         .slice(0, v.first)
         .map((r) => ({ cursor: encodeCursor({ boundAt: r.binding.boundAt, bindingId: r.binding.id }), node: viewOf(r, c.userId) }))
@@ -486,7 +488,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
       return {
         edges,
         pageInfo: { hasNextPage: rows.length > v.first, endCursor: edges.at(-1)?.cursor ?? null },
-        countTotal: () => store.countVisible(db, c.userId, now, filter),
+        countTotal: () => (total !== null ? Promise.resolve(total) : store.countVisible(deps.prepared, c.userId, now, filter)),
       };
     },
 
@@ -510,7 +512,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
       const c = requireCaller(caller, 'DEVICES_READ');
       const owned = devices.filter((d) => d.role === 'OWNER').map((d) => d.bindingId);
       const shared = devices.filter((d) => d.role === 'SHARED').map((d) => d.bindingId);
-      const rows = await store.sharesOf(db, c.userId, clock(), owned, shared);
+      const rows = await store.sharesOf(deps.prepared, c.userId, clock(), owned, shared);
       return devices.map((d) =>
         rows
           .filter((r) => r.share.bindingId === d.bindingId && (d.role === 'OWNER' || r.share.granteeId === c.userId))

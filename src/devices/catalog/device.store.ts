@@ -1,6 +1,6 @@
-import { and, asc, count, eq, getTableColumns, gt, ilike, inArray, isNull, ne, or, sql, type SQL } from 'drizzle-orm';
-import { alias, unionAll } from 'drizzle-orm/pg-core';
-import { tables, type Db } from '../../db/index';
+import { and, asc, count, eq, getTableColumns, inArray, isNull, or, sql, type SQL } from 'drizzle-orm';
+import { alias } from 'drizzle-orm/pg-core';
+import { tables, type Db, type DbHandle } from '../../db/index';
 import type { Login } from '../../lib/validate';
 import type { DeviceRole, DeviceStatus } from './device.model';
 import { shareIsActive, type UserContact } from './access';
@@ -54,72 +54,147 @@ const myShare = alias(shares, 'my_share');
 const myShareOn = (userId: string, now: Date) =>
   and(eq(myShare.bindingId, bindings.id), eq(myShare.granteeId, userId), shareIsActive(myShare, now));
 
-const activeShareOf = (userId: string, now: Date) =>
-  and(eq(shares.granteeId, userId), shareIsActive(shares, now));
+/**
+ * The device list's hot reads (`listDevices` and the Device.shares loader) are written as SQL of
+ * fixed text per filter shape and run through the handle's `prepared` runner: no query building
+ * per request, parsed and planned once per connection, and the page and the total in one round
+ * trip. Texts vary only by which filters are present (a few dozen at most); every value is a
+ * placeholder. Timestamps go in as ISO text and may come back as text (postgres.js under Drizzle)
+ * or Date (PGlite): `toDate` reads both.
+ */
+export type Prepared = DbHandle['prepared'];
+type PgRow = Record<string, unknown>;
 
-/** SQL twin of `statusOf` in device.model.ts. */
-export function statusCondition(status: DeviceStatus): SQL {
-  switch (status) {
-    case 'ONLINE':
-      return eq(devices.online, true);
-    case 'OFFLINE':
-      return and(eq(devices.online, false), or(eq(devices.heartbeats, true), isNull(devices.lastSeenAt)))!;
-    case 'UNKNOWN':
-      return and(eq(devices.online, false), eq(devices.heartbeats, false), sql`${devices.lastSeenAt} is not null`)!;
-  }
-}
+const toDate = (v: unknown): Date => (v instanceof Date ? v : new Date(v as string));
+const toDateOrNull = (v: unknown): Date | null => (v == null ? null : toDate(v));
+
+/** SQL twin of `statusOf` in device.model.ts (over `devices d`). */
+const STATUS_SQL: Record<DeviceStatus, string> = {
+  ONLINE: 'd.online',
+  OFFLINE: 'not d.online and (d.heartbeats or d.last_seen_at is null)',
+  UNKNOWN: 'not d.online and not d.heartbeats and d.last_seen_at is not null',
+};
 
 /** `%`, `_` and `\` match themselves, so a search for "cam_1" does not match "cam11". */
 export const likeEscape = (value: string) => value.replace(/[\\%_]/g, (c) => `\\${c}`);
 
+/** An unexpired open share of grantee $1 at time $2, over the alias `s`. */
+const activeShare = (s: string) => `${s}.revoked_at is null and (${s}.expires_at is null or ${s}.expires_at > $2::timestamptz)`;
+
 /**
- * Open bindings the user may see: owned ones, and ones shared with them unexpired. A union of two
- * index scans (owner index, grantee index) rather than an OR, so it stays cheap with many bindings.
+ * The conditions over `bindings b join devices d` for the user's visible open bindings with the
+ * filter; $1 is the user, $2 now, further values are appended to `params`. Open bindings the user
+ * may see: owned ones and ones shared with them unexpired, as a union of two index scans (owner
+ * index, grantee index) rather than an OR, so it stays cheap with many bindings.
  */
-function visibleBindingIds(db: Db, userId: string, now: Date, role: DeviceRole | null | undefined) {
-  const owned = db
-    .select({ id: bindings.id })
-    .from(bindings)
-    .where(and(eq(bindings.ownerId, userId), isNull(bindings.endedAt)));
-  const shared = db.select({ id: shares.bindingId }).from(shares).where(activeShareOf(userId, now));
-  if (role === 'OWNER') return owned;
-  if (role === 'SHARED') return shared;
-  return unionAll(owned, shared);
-}
-
-function listConditions(db: Db, userId: string, now: Date, filter: ListFilter): SQL[] {
-  const where: SQL[] = [isNull(bindings.endedAt), inArray(bindings.id, visibleBindingIds(db, userId, now, filter.role))];
-  if (filter.role === 'SHARED') where.push(ne(bindings.ownerId, userId));
-  if (filter.status) where.push(statusCondition(filter.status));
+function listWhere(filter: ListFilter, params: unknown[]): string {
+  const owned = 'select id from bindings where owner_id = $1 and ended_at is null';
+  const shared = `select binding_id from shares s where s.grantee_id = $1 and ${activeShare('s')}`;
+  const visible = filter.role === 'OWNER' ? owned : filter.role === 'SHARED' ? shared : `${owned} union all ${shared}`;
+  const where = ['b.ended_at is null', `b.id in (${visible})`];
+  if (filter.role === 'SHARED') where.push('b.owner_id <> $1');
+  if (filter.status) where.push(`(${STATUS_SQL[filter.status]})`);
   if (filter.search) {
-    const pattern = `%${likeEscape(filter.search)}%`;
-    where.push(or(ilike(bindings.name, pattern), ilike(devices.serial, pattern))!);
+    params.push(`%${likeEscape(filter.search)}%`);
+    where.push(`(b.name ilike $${params.length} or d.serial ilike $${params.length})`);
   }
-  return where;
+  return where.join(' and ');
 }
 
-/** One page of visible devices in (boundAt, binding id) order, after `cursor`; `limit` rows at most. */
-export async function listVisible(db: Db, userId: string, now: Date, filter: ListFilter, cursor: ListCursor | null, limit: number): Promise<AccessRow[]> {
-  const where = listConditions(db, userId, now, filter);
-  // boundAt is always written from a JS Date (millisecond precision), so the cursor's ISO string is exact.
-  if (cursor) where.push(sql`(${bindings.boundAt}, ${bindings.id}) > (${cursor.boundAt.toISOString()}::timestamptz, ${cursor.bindingId}::uuid)`);
-  return db
-    .select({ device: deviceColumns, binding: bindings, share: myShare })
-    .from(bindings)
-    .innerJoin(devices, eq(devices.id, bindings.deviceId))
-    .leftJoin(myShare, myShareOn(userId, now))
-    .where(and(...where))
-    .orderBy(asc(bindings.boundAt), asc(bindings.id))
-    .limit(limit);
+/** The count joins devices only when a condition reads them (status, search). */
+const COUNT_SQL = (filter: ListFilter, where: string) =>
+  `select count(*)::int as total from bindings b${filter.status || filter.search ? ' join devices d on d.id = b.device_id' : ''} where ${where}`;
+
+const ACCESS_COLUMNS = `d.id as d_id, d.serial as d_serial, d.model as d_model, d.firmware as d_firmware, d.channels as d_channels,
+  d.online as d_online, d.heartbeats as d_heartbeats, d.last_seen_at as d_last_seen_at,
+  b.id as b_id, b.device_id as b_device_id, b.owner_id as b_owner_id, b.name as b_name, b.bound_at as b_bound_at,
+  b.ended_at as b_ended_at, b.ended_by as b_ended_by, b.end_reason as b_end_reason,
+  my.id as s_id, my.binding_id as s_binding_id, my.device_id as s_device_id, my.grantee_id as s_grantee_id,
+  my.invite_login as s_invite_login, my.permissions as s_permissions, my.expires_at as s_expires_at,
+  my.created_at as s_created_at, my.revoked_at as s_revoked_at`;
+
+function shareOf(r: PgRow, p: string): ShareRow {
+  return {
+    id: r[`${p}id`] as string,
+    bindingId: r[`${p}binding_id`] as string,
+    deviceId: r[`${p}device_id`] as string,
+    granteeId: r[`${p}grantee_id`] as string,
+    inviteLogin: r[`${p}invite_login`] as string,
+    permissions: r[`${p}permissions`] as string[],
+    expiresAt: toDateOrNull(r[`${p}expires_at`]),
+    createdAt: toDate(r[`${p}created_at`]),
+    revokedAt: toDateOrNull(r[`${p}revoked_at`]),
+  };
 }
 
-export async function countVisible(db: Db, userId: string, now: Date, filter: ListFilter): Promise<number> {
-  const [row] = await db
-    .select({ n: count() })
-    .from(bindings)
-    .innerJoin(devices, eq(devices.id, bindings.deviceId))
-    .where(and(...listConditions(db, userId, now, filter)));
-  return row?.n ?? 0;
+function accessRowOf(r: PgRow): AccessRow {
+  return {
+    device: {
+      id: r.d_id as string,
+      serial: r.d_serial as string,
+      model: r.d_model as string | null,
+      firmware: r.d_firmware as string | null,
+      channels: r.d_channels as number,
+      online: r.d_online as boolean,
+      heartbeats: r.d_heartbeats as boolean,
+      lastSeenAt: toDateOrNull(r.d_last_seen_at),
+    },
+    binding: {
+      id: r.b_id as string,
+      deviceId: r.b_device_id as string,
+      ownerId: r.b_owner_id as string,
+      name: r.b_name as string,
+      boundAt: toDate(r.b_bound_at),
+      endedAt: toDateOrNull(r.b_ended_at),
+      endedBy: r.b_ended_by as string | null,
+      endReason: r.b_end_reason as string | null,
+    },
+    share: r.s_id == null ? null : shareOf(r, 's_'),
+  };
+}
+
+export interface VisiblePage {
+  rows: AccessRow[];
+  /** Every visible device matching the filter (the cursor aside); null unless asked for. */
+  total: number | null;
+}
+
+/**
+ * One page of visible devices in (boundAt, binding id) order, after `cursor`; `limit` rows at
+ * most. With `withTotal`, the count of every match comes in the same statement: the count is a
+ * one-row subquery the page is left-joined to, so an empty page still carries it.
+ */
+export async function listVisible(
+  prepared: Prepared,
+  userId: string,
+  now: Date,
+  filter: ListFilter,
+  cursor: ListCursor | null,
+  limit: number,
+  withTotal: boolean,
+): Promise<VisiblePage> {
+  const params: unknown[] = [userId, now.toISOString(), limit];
+  const where = listWhere(filter, params);
+  let pageWhere = where;
+  if (cursor) {
+    // boundAt is always written from a JS Date (millisecond precision), so the cursor's ISO string is exact.
+    params.push(cursor.boundAt.toISOString(), cursor.bindingId);
+    pageWhere += ` and (b.bound_at, b.id) > ($${params.length - 1}::timestamptz, $${params.length}::uuid)`;
+  }
+  const page = `select ${ACCESS_COLUMNS}
+    from bindings b join devices d on d.id = b.device_id
+    left join shares my on my.binding_id = b.id and my.grantee_id = $1 and ${activeShare('my')}
+    where ${pageWhere} order by b.bound_at, b.id limit $3::int`;
+  if (!withTotal) return { rows: (await prepared(page, params)).map(accessRowOf), total: null };
+  const rows = await prepared(`select t.total, p.* from (${COUNT_SQL(filter, where)}) t left join lateral (${page}) p on true`, params);
+  return { rows: rows.filter((r) => r.d_id != null).map(accessRowOf), total: Number(rows[0]?.total ?? 0) };
+}
+
+/** The count of `listVisible` alone, for a caller that asked for the total without saying so up front. */
+export async function countVisible(prepared: Prepared, userId: string, now: Date, filter: ListFilter): Promise<number> {
+  const params: unknown[] = [userId, now.toISOString()];
+  const [row] = await prepared(COUNT_SQL(filter, listWhere(filter, params)), params);
+  return Number(row?.total ?? 0);
 }
 
 /**
@@ -144,27 +219,27 @@ export interface ShareWithGrantee {
   displayName: string | null;
 }
 
+const SHARES_OF = `select s.id, s.binding_id, s.device_id, s.grantee_id, s.invite_login, s.permissions, s.expires_at,
+    s.created_at, s.revoked_at, u.display_name
+  from shares s join users u on u.id = s.grantee_id
+  where s.revoked_at is null
+    and (s.binding_id = any($3::uuid[]) or (s.binding_id = any($4::uuid[]) and s.grantee_id = $1 and ${activeShare('s')}))
+  order by s.created_at, s.id`;
+
 /**
  * Open shares of bindings: every one of `ownedBindingIds`, and only the user's own unexpired one of
  * `sharedBindingIds`. One statement for any number of devices (the Device.shares loader).
  */
 export async function sharesOf(
-  db: Db,
+  prepared: Prepared,
   userId: string,
   now: Date,
   ownedBindingIds: readonly string[],
   sharedBindingIds: readonly string[],
 ): Promise<ShareWithGrantee[]> {
-  const either: SQL[] = [];
-  if (ownedBindingIds.length) either.push(inArray(shares.bindingId, [...ownedBindingIds]));
-  if (sharedBindingIds.length) either.push(and(inArray(shares.bindingId, [...sharedBindingIds]), activeShareOf(userId, now))!);
-  if (either.length === 0) return [];
-  return db
-    .select({ share: shares, displayName: users.displayName })
-    .from(shares)
-    .innerJoin(users, eq(users.id, shares.granteeId))
-    .where(and(isNull(shares.revokedAt), or(...either)))
-    .orderBy(asc(shares.createdAt), asc(shares.id));
+  if (ownedBindingIds.length === 0 && sharedBindingIds.length === 0) return [];
+  const rows = await prepared(SHARES_OF, [userId, now.toISOString(), [...ownedBindingIds], [...sharedBindingIds]]);
+  return rows.map((r) => ({ share: shareOf(r, ''), displayName: r.display_name as string | null }));
 }
 
 export async function insertDevice(
