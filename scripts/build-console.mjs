@@ -7,7 +7,7 @@
 import { readFile, writeFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { brotliCopies, bundleOptions, finishOutput, hashedIcon, loadEsbuild, startOutput } from './web-build.mjs';
+import { brotliCopies, bundleOptions, pageBundleOptions, finishOutput, hashedIcon, loadEsbuild, startOutput } from './web-build.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const src = path.join(root, 'web/console');
@@ -21,12 +21,7 @@ const entries = { console: 'console.tsx', reset: 'reset.tsx' };
 const result = await esbuild.build({
   entryPoints: Object.fromEntries(Object.entries(entries).map(([name, file]) => [name, path.join(src, file)])),
   ...bundleOptions(assets),
-  entryNames: '[name]-[hash]',
-  chunkNames: 'chunk-[hash]',
-  assetNames: '[name]-[hash]',
-  format: 'esm',
-  splitting: true,
-  jsx: 'automatic',
+  ...pageBundleOptions,
 });
 if (process.env.CONSOLE_ANALYZE) console.log(await esbuild.analyzeMetafile(result.metafile));
 

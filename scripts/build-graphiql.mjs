@@ -7,7 +7,7 @@ import { readFile, writeFile, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { brotliCopies, bundleOptions, finishOutput, hashedIcon, loadEsbuild, startOutput } from './web-build.mjs';
+import { brotliCopies, bundleOptions, pageBundleOptions, finishOutput, hashedIcon, loadEsbuild, startOutput } from './web-build.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const src = path.join(root, 'web/graphiql');
@@ -55,12 +55,7 @@ if (Object.keys(workerFiles).length !== 3) throw new Error(`worker outputs not f
 const page = await esbuild.build({
   ...common,
   entryPoints: { explorer: path.join(src, 'explorer.tsx') },
-  entryNames: '[name]-[hash]',
-  chunkNames: 'chunk-[hash]',
-  assetNames: '[name]-[hash]',
-  format: 'esm',
-  splitting: true,
-  jsx: 'automatic',
+  ...pageBundleOptions,
   loader: { '.ttf': 'file', '.woff': 'file', '.woff2': 'file', '.svg': 'file', '.png': 'file' },
   define: { ...common.define, __MONACO_WORKERS__: JSON.stringify(workerFiles) },
   // @graphiql/react's prettify imports prettier's UMD parser files with import(); bundled as

@@ -41,6 +41,16 @@ export const bundleOptions = (outdir) => ({
   define: { 'process.env.NODE_ENV': '"production"' },
 });
 
+/** Options of a page bundle: ES modules split into hashed chunks, JSX with the automatic runtime. */
+export const pageBundleOptions = {
+  entryNames: '[name]-[hash]',
+  chunkNames: 'chunk-[hash]',
+  assetNames: '[name]-[hash]',
+  format: 'esm',
+  splitting: true,
+  jsx: 'automatic',
+};
+
 /** A fresh `<out>.tmp-<pid>/assets`; a failed build removes it and leaves the previous `out` in place. */
 export async function startOutput(out) {
   const tmp = `${out}.tmp-${process.pid}`;

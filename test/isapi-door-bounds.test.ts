@@ -7,12 +7,10 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { eq } from 'drizzle-orm';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
-import { tables } from '../src/db/index';
 import { isapiIngest, type IsapiIngestOptions } from '../src/devices/isapi/isapi-ingest';
-import { alertXml, insertBinding, insertDevice, type DirectDevice } from './helpers/alarms-fixtures';
+import { alertXml, insertBoundDevice, storedAlarms } from './helpers/alarms-fixtures';
 import { registerUser, type TestUser } from './helpers/devices';
 import { startApp, testClock, type TestApp } from './helpers/harness';
 
@@ -27,12 +25,8 @@ before(async () => {
 });
 after(() => t.stop());
 
-async function boundDevice(): Promise<DirectDevice> {
-  const d = await insertDevice(t.app.db.db);
-  await insertBinding(t.app.db.db, d.id, owner.id, clock.now());
-  return d;
-}
-const storedRows = (deviceId: string) => t.app.db.db.select().from(tables.alarms).where(eq(tables.alarms.deviceId, deviceId));
+const boundDevice = () => insertBoundDevice(t.app.db.db, owner.id, clock.now());
+const storedRows = (deviceId: string) => storedAlarms(t.app.db.db, deviceId);
 
 /** A part with no Content-Disposition header (the shape that hung busboy), `size` bytes of filler after the alert. */
 function headerlessPartBody(size: number, withAlert = true): Buffer {

@@ -5,7 +5,7 @@ import { eq } from 'drizzle-orm';
 import fc from 'fast-check';
 import { tables } from '../src/db/index';
 import { AlarmsDocument, DeviceDocument, type AlarmFieldsFragment } from './generated/graphql';
-import { alertXml, fixture, insertBinding, insertDevice, isapiPost, MULTIPART_TYPE, statusEvents, type DirectDevice } from './helpers/alarms-fixtures';
+import { alertXml, fixture, insertDevice, isapiPost, MULTIPART_TYPE, statusEvents, insertBoundDevice, storedAlarms } from './helpers/alarms-fixtures';
 import { registerUser, type TestUser } from './helpers/devices';
 import { expectData, startApp, testClock, waitFor, type TestApp } from './helpers/harness';
 
@@ -22,12 +22,7 @@ before(async () => {
 });
 after(() => t.stop());
 
-/** A device bound to `owner`, inserted directly (no argon2, no admin round trip). */
-async function boundDevice(): Promise<DirectDevice> {
-  const d = await insertDevice(t.app.db.db);
-  await insertBinding(t.app.db.db, d.id, owner.id, clock.now());
-  return d;
-}
+const boundDevice = () => insertBoundDevice(t.app.db.db, owner.id, clock.now());
 
 /** The device's alarms as its owner sees them, newest first. */
 async function alarmsOf(deviceId: string): Promise<AlarmFieldsFragment[]> {
@@ -36,7 +31,7 @@ async function alarmsOf(deviceId: string): Promise<AlarmFieldsFragment[]> {
 }
 
 /** Rows in the table, bypassing the read horizon: "stored" means committed. */
-const storedRows = (deviceId: string) => t.app.db.db.select().from(tables.alarms).where(eq(tables.alarms.deviceId, deviceId));
+const storedRows = (deviceId: string) => storedAlarms(t.app.db.db, deviceId);
 
 const statusOf = async (deviceId: string) => expectData(await t.gql(DeviceDocument, { id: deviceId }, { token: owner.token })).device!;
 

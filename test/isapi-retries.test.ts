@@ -8,11 +8,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { eq } from 'drizzle-orm';
 import postgres from 'postgres';
 import { isDriverWriteAfterClose } from '../src/db/driver-faults';
-import { tables } from '../src/db/index';
-import { alertXml, connectDevice, insertBinding, insertDevice, isapiPost, type DirectDevice } from './helpers/alarms-fixtures';
+import { alertXml, connectDevice, isapiPost, insertBoundDevice, storedAlarms } from './helpers/alarms-fixtures';
 import { registerUser, type TestUser } from './helpers/devices';
 import { freshDatabase, hasPostgres, startApp, testClock, waitFor, type TestApp } from './helpers/harness';
 
@@ -34,12 +32,8 @@ after(async () => {
   await database?.drop();
 });
 
-async function boundDevice(): Promise<DirectDevice> {
-  const d = await insertDevice(t.app.db.db);
-  await insertBinding(t.app.db.db, d.id, owner.id, clock.now());
-  return d;
-}
-const storedRows = (deviceId: string) => t.app.db.db.select().from(tables.alarms).where(eq(tables.alarms.deviceId, deviceId));
+const boundDevice = () => insertBoundDevice(t.app.db.db, owner.id, clock.now());
+const storedRows = (deviceId: string) => storedAlarms(t.app.db.db, deviceId);
 
 describe('retried posts', () => {
   test('stores a post once when the camera resends it after the quiet window', async () => {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { eq } from 'drizzle-orm';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { WebSocket } from 'ws';
@@ -80,6 +81,16 @@ export async function insertBinding(db: Db, deviceId: string, ownerId: string, b
   const [row] = await db.insert(tables.bindings).values({ deviceId, ownerId, name: 'direct', boundAt }).returning({ id: tables.bindings.id });
   return row!.id;
 }
+
+/** A device inserted directly (no argon2, no admin round trip) and bound to `ownerId`. */
+export async function insertBoundDevice(db: Db, ownerId: string, boundAt = new Date()): Promise<DirectDevice> {
+  const d = await insertDevice(db);
+  await insertBinding(db, d.id, ownerId, boundAt);
+  return d;
+}
+
+/** The alarms stored for a device. */
+export const storedAlarms = (db: Db, deviceId: string) => db.select().from(tables.alarms).where(eq(tables.alarms.deviceId, deviceId));
 
 /**
  * Collects `device.status` events from the bus. Resolves once the subscription is live (with Redis
