@@ -274,8 +274,15 @@ describe('claimDevice', () => {
     const made = expectData(await claim(claimant, p)).claimDevice;
     const access = await recordAccessEvents(t);
     const told = (await kinds(claimant)).length;
+    const ownerTold = (await outboxFor(t, owner.email)).length;
     const res = expectData(await t.gql(UnbindDeviceDocument, { id: device.id, password: owner.password }, { token: owner.token })).unbindDevice;
     assert.equal(res.ok, true);
+    // The owner's unbind notice says where the device went, not that it is free to bind again.
+    const [unbound] = (await outboxFor(t, owner.email)).slice(ownerTold).filter((m) => m.kind === 'device-unbound');
+    assert.ok(unbound, 'the owner is told of the unbind');
+    assert.match(unbound.body, /gone to the person who claimed it/);
+    assert.doesNotMatch(unbound.body, /can be bound again/);
+    assert.doesNotMatch(unbound.body, new RegExp(claimant.email.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'i'), 'the claimant stays anonymous');
 
     const done = await claimOf(claimant, made.id);
     assert.equal(done?.status, 'COMPLETED');

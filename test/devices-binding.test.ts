@@ -95,6 +95,7 @@ describe('bindDevice', () => {
     const err = expectCode(res, 'DEVICE_ALREADY_BOUND');
     for (const secret of [owner.email, owner.id, 'Olga', device.id]) assert.ok(!JSON.stringify(res).includes(secret), `leaks ${secret}`);
     assert.ok(!err.message.includes('@'));
+    assert.match(err.message, /claimDevice/, 'points a second-hand buyer to the claim');
     // A wrong code on a bound device is still just a wrong code: the bound state stays hidden.
     expectCode(
       await t.gql(BindDeviceDocument, { serial: provisioned.serial, verificationCode: wrongCode(provisioned.verificationCode) }, { token: other.token }),

@@ -81,6 +81,7 @@ describe('unbindDevice', () => {
     const ownerMail = (await outboxFor(t, owner.email)).filter((m) => m.kind === 'device-unbound');
     assert.equal(ownerMail.length, 1);
     assert.match(ownerMail[0]!.body, new RegExp(`Back yard \\(${provisioned.serial}\\)`));
+    assert.match(ownerMail[0]!.body, /can be bound again with the code on its label/);
     assert.equal((await outboxFor(t, grantee.email)).filter((m) => m.kind === 'share-ended').length, 1);
     assert.equal((await outboxFor(t, lapsed.email)).filter((m) => m.kind === 'share-ended').length, 0);
 

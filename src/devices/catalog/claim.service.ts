@@ -181,7 +181,8 @@ export function createClaimService(deps: ClaimServiceDeps) {
         tx,
         ended.map((e) => e.deviceId),
       );
-      if (pending.length === 0) return () => {};
+      const handedToClaimant = new Set<string>();
+      if (pending.length === 0) return { afterCommit: () => {}, handedToClaimant };
       const byDevice = new Map<string, EndedBinding>(ended.map((e) => [e.deviceId, e]));
       const after: AfterCommit[] = [];
       for (const claim of pending) {
@@ -191,6 +192,7 @@ export function createClaimService(deps: ClaimServiceDeps) {
         if (e.reason === 'unbind') {
           await claims.endClaim(tx, claim.id, { status: 'COMPLETED', outcome: 'unbind', at: now });
           after.push(await moveToClaimant(tx, claim, locked.device, null, now));
+          handedToClaimant.add(claim.deviceId);
         } else if (e.next?.ownerId === claim.claimantId) {
           // Transferred to the claimant: the claim has what it asked for.
           await claims.endClaim(tx, claim.id, { status: 'COMPLETED', outcome: 'transfer', at: now, claimantBindingId: e.next.bindingId });
@@ -205,8 +207,11 @@ export function createClaimService(deps: ClaimServiceDeps) {
           after.push({ ...nothing(), outbox: true });
         }
       }
-      return () => {
-        for (const a of after) void afterCommit(a);
+      return {
+        afterCommit: () => {
+          for (const a of after) void afterCommit(a);
+        },
+        handedToClaimant,
       };
     },
   };

@@ -51,10 +51,17 @@ export interface EndedBinding {
 /**
  * What else happens when bindings end, inside the same transaction (reclaim: an unbind completes a
  * pending claim at once, a transfer carries it to the new owner). Returns what to run once the
- * transaction has committed (publishing, nudging the outbox); that part must not throw.
+ * transaction has committed (publishing, nudging the outbox; it must not throw) and the devices
+ * that went straight to someone who had claimed them (their owner's notice must not say the
+ * device is free to bind).
  */
 export interface BindingHooks {
-  bindingsEnded(tx: Db, ended: readonly EndedBinding[], now: Date): Promise<() => void>;
+  bindingsEnded(tx: Db, ended: readonly EndedBinding[], now: Date): Promise<BindingsEndedResult>;
+}
+
+export interface BindingsEndedResult {
+  afterCommit(): void;
+  handedToClaimant: ReadonlySet<string>;
 }
 
 export interface DeviceServiceDeps {
@@ -224,6 +231,10 @@ function shareView(share: ShareRow, displayName: string | null, device: DeviceVi
 }
 
 const defaultName = (d: { model: string | null; serial: string }) => (d.model ?? d.serial).slice(0, 64);
+/** Said only after the right label code, so it tells a guesser nothing; it names the way forward for a second-hand device. */
+const alreadyBoundElsewhere = () =>
+  new DeviceError('ALREADY_BOUND', 'This device is bound to another account. If you bought it second-hand, claim it with claimDevice: its owner is told and the device moves to you unless they refuse.');
+
 const label = (d: { name: string; serial: string }) => (d.name === d.serial ? d.serial : `${d.name} (${d.serial})`);
 const isActive = (s: ShareRow, now: Date) => !s.expiresAt || s.expiresAt > now;
 
@@ -236,7 +247,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
   const bindBySource = deps.limiters.create('bind-source', bindLimits.bindPerSource, DAY_S);
   const bindByPair = deps.limiters.backoff('bind-pair', { free: BIND_FREE_PER_DEVICE, ...BIND_DELAY });
   const unknownGrantee = deps.limiters.create('share-unknown-grantee', UNKNOWN_GRANTEE_ATTEMPTS, 3600);
-  const hooks = deps.bindingHooks ?? { bindingsEnded: async () => () => {} };
+  const hooks: BindingHooks = deps.bindingHooks ?? { bindingsEnded: async () => ({ afterCommit: () => {}, handedToClaimant: new Set() }) };
 
   /** Publishes after a commit; the bus being down must not undo a committed change. */
   function publishAccess(payload: AccessChangedPayload) {
@@ -391,10 +402,20 @@ export function createDeviceService(deps: DeviceServiceDeps) {
           details: { bindingId: d.bindingId, revokedShares: outcomes.get(d.id)!.revokedShares },
         })),
       );
+      const afterHooks = await hooks.bindingsEnded(tx, unbound.map((d) => ({ deviceId: d.id, bindingId: d.bindingId, reason: 'unbind', next: null })), now);
       if (unbound.length) {
         const users = new Map((await store.usersByIds(tx, [c.userId, ...endedShares.map((e) => e.share.granteeId)])).map((u) => [u.id, u]));
         const owner = users.get(c.userId);
         const one = unbound.length === 1;
+        // A device that a pending claim was waiting for went straight to its claimant: not free to bind.
+        const claimed = unbound.filter((d) => afterHooks.handedToClaimant.has(d.id));
+        const whatNext =
+          claimed.length === 0
+            ? 'A device can be bound again with the code on its label.\n'
+            : claimed.length === unbound.length
+              ? `${one ? 'It has' : 'They have'} gone to the person who claimed ${one ? 'it' : 'them'} with the code on the label, as the claim you were told of asked.\n`
+              : `These went to the person who claimed them with the code on the label, as the claim you were told of asked:\n${claimed.map((d) => `- ${label(d)}`).join('\n')}\n` +
+                'The others can be bound again with the code on their labels.\n';
         const ownerNotices: OutboxMessage[] = (owner ? contactsOf(owner) : []).map((contact) => ({
           ...contact,
           kind: 'device-unbound',
@@ -402,16 +423,15 @@ export function createDeviceService(deps: DeviceServiceDeps) {
           body:
             `${one ? 'This device was' : 'These devices were'} unbound from your Vigil account at ${now.toISOString()}:\n` +
             `${unbound.map((d) => `- ${label(d)}`).join('\n')}\n\n` +
-            'Their shares have ended. A device can be bound again with the code on its label.\n' +
+            `Their shares have ended. ${whatNext}` +
             'If this was not you, change your password at once.\n',
         }));
         await enqueueAll(tx, [...ownerNotices, ...shareEndedNotices(endedShares, users, 'unbound')]);
       }
-      const afterHooks = await hooks.bindingsEnded(tx, unbound.map((d) => ({ deviceId: d.id, bindingId: d.bindingId, reason: 'unbind', next: null })), now);
       return { outcomes, unbound, endedShares, afterHooks };
     });
 
-    done.afterHooks();
+    done.afterHooks.afterCommit();
     if (done.unbound.length) deps.onOutbox();
     for (const d of done.unbound) {
       publishAccess({ deviceId: d.id, userIds: [c.userId, ...done.endedShares.filter((e) => e.device.id === d.id).map((e) => e.share.granteeId)] });
@@ -454,15 +474,15 @@ export function createDeviceService(deps: DeviceServiceDeps) {
           if (!open) return 'retry' as const; // the conflicting binding ended meanwhile
           return open.ownerId === c.userId ? ('mine' as const) : ('taken' as const);
         });
-        if (outcome === 'taken') throw new DeviceError('ALREADY_BOUND', 'This device is bound to another account');
+        if (outcome === 'taken') throw alreadyBoundElsewhere();
         created = outcome === 'created';
         bound = outcome !== 'retry';
       }
-      if (!bound) throw new DeviceError('ALREADY_BOUND', 'This device is bound to another account');
+      if (!bound) throw alreadyBoundElsewhere();
       if (created) publishAccess({ deviceId: device.id, userIds: [c.userId] });
       const view = await viewById(c.userId, device.id);
       // Unbound again between our commit and this read: as if someone else had it.
-      if (!view) throw new DeviceError('ALREADY_BOUND', 'This device is bound to another account');
+      if (!view) throw alreadyBoundElsewhere();
       return view;
     },
 
@@ -677,7 +697,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
         return { targetId: target.id, endedShares, afterHooks };
       });
 
-      done.afterHooks();
+      done.afterHooks.afterCommit();
       deps.onOutbox();
       publishAccess({ deviceId, userIds: [c.userId, done.targetId, ...done.endedShares.map((e) => e.share.granteeId)] });
       await sendUnbind(deviceId);
