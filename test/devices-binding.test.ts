@@ -192,7 +192,7 @@ describe('label code attempts', () => {
     expectData(await bind(lt, p.serial, p.verificationCode, users[0]!.token, freshIp()));
   });
 
-  test('holds a device past its daily ceiling of wrong codes from everyone, so the code stays unguessable', async () => {
+  test('past a device\'s daily ceiling of wrong codes, leaves each account and source 3 guesses, so strangers cannot lock the buyer out', async () => {
     const p = await provisionDevice(lt);
     const wrong = wrongCode(p.verificationCode);
     for (let u = 0; u < 3; u++) {
@@ -200,8 +200,18 @@ describe('label code attempts', () => {
       const ip = freshIp();
       for (let i = 0; i < 4; i++) expectCode(await bind(lt, p.serial, wrong, guesser.token, ip), 'INVALID_VERIFICATION_CODE');
     }
-    const late = await registerUser(lt, 'late');
-    expectCode(await bind(lt, p.serial, p.verificationCode, late.token, freshIp()), 'RATE_LIMITED');
+    // The ceiling (12 here) is reached. A new guesser gets its 3 grace guesses, then is held off,
+    // even with the right code (it is not checked).
+    const late = await registerUser(lt, 'ring-late');
+    const lateIp = freshIp();
+    for (let i = 0; i < 3; i++) expectCode(await bind(lt, p.serial, wrong, late.token, lateIp), 'INVALID_VERIFICATION_CODE');
+    expectCode(await bind(lt, p.serial, p.verificationCode, late.token, lateIp), 'RATE_LIMITED');
+    // A new account from that source, or that account from a new source, is held off too.
+    expectCode(await bind(lt, p.serial, wrong, (await registerUser(lt, 'ring-later')).token, lateIp), 'RATE_LIMITED');
+    expectCode(await bind(lt, p.serial, wrong, late.token, freshIp()), 'RATE_LIMITED');
+    // The buyer, from their own account and network, binds with the code on the label.
+    const buyer = await registerUser(lt, 'late-buyer');
+    expectData(await bind(lt, p.serial, p.verificationCode, buyer.token, freshIp()));
   });
 
   test('does not count right codes against the limit when an account binds many times', async () => {

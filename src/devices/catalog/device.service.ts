@@ -96,14 +96,16 @@ export interface DeviceConnection {
 }
 
 /**
- * Label-code limits (README "Limits"). A code is 6 of 26 letters: 26^6 = 308,915,776. At most
+ * Label-code limits (README "Limits"). A code is 6 of 26 letters: 26^6 = 308,915,776. Up to
  * `bindPerDevice` (200) wrong codes a day reach one device from everyone together: 73,000 a year,
  * a 0.024% chance a year of guessing it. One account gets 5 free guesses per device, then waits
  * 1 min, 2, 4, ... up to 1 h between guesses; an account and a source have daily budgets across
- * devices. A right code is never counted, and another account's failures never hold a buyer back
- * below the device's ceiling.
+ * devices. A right code is never counted. Past the device's ceiling, each account and each source
+ * keeps BIND_GRACE_PAST_CEILING guesses a day, so strangers' failures never lock the buyer out;
+ * guessing on past the ceiling then needs a new account and a new source for every 3 guesses.
  */
 export const BIND_LIMITS = { bindPerDevice: 200, bindPerAccount: 20, bindPerSource: 50 } as const;
+export const BIND_GRACE_PAST_CEILING = 3;
 export const BIND_FREE_PER_DEVICE = 5;
 export const BIND_DELAY = { minWaitS: 60, maxWaitS: 3600, lifetimeS: 24 * 3600 } as const;
 const DAY_S = 24 * 3600;
@@ -246,6 +248,8 @@ export function createDeviceService(deps: DeviceServiceDeps) {
   const bindByAccount = deps.limiters.create('bind-account', bindLimits.bindPerAccount, DAY_S);
   const bindBySource = deps.limiters.create('bind-source', bindLimits.bindPerSource, DAY_S);
   const bindByPair = deps.limiters.backoff('bind-pair', { free: BIND_FREE_PER_DEVICE, ...BIND_DELAY });
+  const graceByAccount = deps.limiters.create('bind-grace-account', BIND_GRACE_PAST_CEILING, DAY_S);
+  const graceBySource = deps.limiters.create('bind-grace-source', BIND_GRACE_PAST_CEILING, DAY_S);
   const unknownGrantee = deps.limiters.create('share-unknown-grantee', UNKNOWN_GRANTEE_ATTEMPTS, 3600);
   const hooks: BindingHooks = deps.bindingHooks ?? { bindingsEnded: async () => ({ afterCommit: () => {}, handedToClaimant: new Set() }) };
 
@@ -296,12 +300,25 @@ export function createDeviceService(deps: DeviceServiceDeps) {
     }
     spent.push(() => bindByPair.reset(keys.pair));
     const deviceWait = await bindByDevice.consume(keys.device);
-    if (deviceWait) {
-      await bindByDevice.refund(keys.device);
-      await refundAll();
-      throw CommonError.rateLimited(deviceWait);
+    if (!deviceWait) {
+      spent.push(() => bindByDevice.refund(keys.device));
+      return refundAll;
     }
-    spent.push(() => bindByDevice.refund(keys.device));
+    await bindByDevice.refund(keys.device);
+    // Past the device's ceiling, strangers' failures must not lock the buyer out: an account and a
+    // source each keep a few guesses a day for devices at their ceiling, so the buyer's right code
+    // still gets checked, while each extra guess costs a guesser a fresh account and source.
+    for (const [limiter, key] of [
+      [graceByAccount, keys.account],
+      [graceBySource, keys.source],
+    ] as const) {
+      if (await limiter.consume(key)) {
+        await limiter.refund(key);
+        await refundAll();
+        throw CommonError.rateLimited(deviceWait);
+      }
+      spent.push(() => limiter.refund(key));
+    }
     return refundAll;
   }
 
