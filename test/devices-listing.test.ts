@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { parse } from 'graphql';
 import { tables } from '../src/db/index';
 import {
@@ -145,6 +145,22 @@ describe('devices filters', () => {
     assert.equal(status?.status, 'UNKNOWN');
     assert.ok(status?.lastSeenAt);
     expectCode(await t.gql(DevicesDocument, { filter: { search: 's'.repeat(65) } }, { token: user.token }), 'BAD_USER_INPUT');
+  });
+
+  test('gives lastSeenAt and boundAt to the millisecond in the list, as the device query does, when stored with microseconds', async () => {
+    const user = await registerUser(t, 'instants');
+    const [d] = await seedBoundDevices(t, user.id, 1, { start: new Date(Date.UTC(2026, 2, 4, 5, 6, 7, 891)), tag: 'INS' });
+    await t.app.db.db
+      .update(tables.devices)
+      .set({ lastSeenAt: sql`'2026-03-04T05:06:07.891789Z'::timestamptz` })
+      .where(eq(tables.devices.id, d!.id));
+    type Instants = { lastSeenAt: string | null; boundAt: string };
+    const list = parse('{ devices(first: 5) { edges { node { id lastSeenAt boundAt } } } }') as TypedDocumentNode<{ devices: { edges: Array<{ node: Instants & { id: string } }> } }>;
+    const one = parse('query ($id: ID!) { device(id: $id) { lastSeenAt boundAt } }') as TypedDocumentNode<{ device: Instants | null }, { id: string }>;
+    const [listed] = expectData(await t.gql(list, {}, { token: user.token })).devices.edges.map((e) => e.node);
+    const alone = expectData(await t.gql(one, { id: d!.id }, { token: user.token })).device;
+    assert.deepEqual({ lastSeenAt: listed?.lastSeenAt, boundAt: listed?.boundAt }, { lastSeenAt: '2026-03-04T05:06:07.891Z', boundAt: '2026-03-04T05:06:07.891Z' });
+    assert.deepEqual(alone, { lastSeenAt: '2026-03-04T05:06:07.891Z', boundAt: '2026-03-04T05:06:07.891Z' });
   });
 
   test('totalCount counts every match whatever the cursor, with the page in one statement', async () => {

@@ -1,6 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { hkdfSync, randomUUID } from 'node:crypto';
+import { Lru } from '../lib/lru';
 import { isUuid } from '../lib/validate';
 import {
   calculateJwkThumbprint,
@@ -19,9 +20,9 @@ export const TOKEN_ISSUER = 'vigil';
 export const TOKEN_AUDIENCE = 'vigil-api';
 
 export interface AccessClaims {
-  userId: string;
-  sessionId: string;
-  jti: string;
+  readonly userId: string;
+  readonly sessionId: string;
+  readonly jti: string;
 }
 
 export interface AccessTokenSigner {
@@ -85,7 +86,31 @@ export function deriveSecretKey(key: Pick<SigningKey, 'seed'>, purpose: string):
   return Buffer.from(hkdfSync('sha256', key.seed, 'vigil-derived-keys', purpose, 32));
 }
 
-export function accessTokenSigner(key: { privateKey: Key; publicKey: Key; kid: string }, ttlSeconds: number, now: () => Date): AccessTokenSigner {
+/** Verified tokens remembered by default: enough for every busy caller of one node, a few MB at most. */
+export const VERIFIED_TOKENS_CACHED = 4096;
+
+interface VerifiedToken {
+  claims: AccessClaims;
+  /** `exp` and `nbf` in seconds, as jose compares them. */
+  exp: number;
+  nbf: number | undefined;
+}
+
+/**
+ * `verifiedCacheSize` bounds a memory of tokens whose signature and claims already checked out
+ * (keyed by the whole token string, so any other string verifies afresh). It skips only the
+ * signature check: the lifetime is compared with the clock on every hit, and whether the session
+ * is still open is the caller's check (auth.service reads the session row on every request), so
+ * a revoked session is refused at once however long its token is remembered. 0 turns it off.
+ */
+export function accessTokenSigner(
+  key: { privateKey: Key; publicKey: Key; kid: string },
+  ttlSeconds: number,
+  now: () => Date,
+  options: { verifiedCacheSize?: number } = {},
+): AccessTokenSigner {
+  const cacheSize = options.verifiedCacheSize ?? VERIFIED_TOKENS_CACHED;
+  const verified = cacheSize > 0 ? new Lru<VerifiedToken>(cacheSize) : null;
   return {
     kid: key.kid,
     async sign(userId, sessionId) {
@@ -103,6 +128,13 @@ export function accessTokenSigner(key: { privateKey: Key; publicKey: Key; kid: s
       return { token, expiresAt: new Date(exp * 1000) };
     },
     async verify(token) {
+      const hit = verified?.get(token);
+      if (hit) {
+        // jose's own comparisons (no clock tolerance): valid while exp > now >= nbf.
+        const nowS = Math.floor(now().getTime() / 1000);
+        if (hit.exp > nowS && (hit.nbf === undefined || hit.nbf <= nowS)) return hit.claims;
+        return null;
+      }
       try {
         const { payload, protectedHeader } = await jwtVerify(token, key.publicKey, {
           algorithms: ['EdDSA'],
@@ -114,7 +146,9 @@ export function accessTokenSigner(key: { privateKey: Key; publicKey: Key; kid: s
         if (protectedHeader.kid !== key.kid) return null;
         // Claims are read as ids: anything but UUIDs does not check out (and never reaches the database).
         if (typeof payload.sid !== 'string' || !isUuid(payload.sid) || !payload.sub || !isUuid(payload.sub) || !payload.jti) return null;
-        return { userId: payload.sub, sessionId: payload.sid, jti: payload.jti };
+        const claims: AccessClaims = Object.freeze({ userId: payload.sub, sessionId: payload.sid, jti: payload.jti });
+        verified?.set(token, { claims, exp: payload.exp!, nbf: payload.nbf });
+        return claims;
       } catch {
         return null;
       }

@@ -65,6 +65,8 @@ function errorBody(request: FastifyRequest, errors: readonly GraphQLFormattedErr
   return [JSON.stringify({ errors }), { status, statusText: '', headers: { 'content-type': `${mediaTypeOf(request)}; charset=utf-8`, ...headers } }];
 }
 
+const isAsyncIterable = (value: unknown): value is AsyncIterable<unknown> => typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
+
 /** One refusal made here (not by the pipeline), with the contract code and the request id. */
 export function refusalBody(requestId: string, code: ErrorCode, message: string, extra: Record<string, unknown> = {}) {
   return { errors: [{ message, extensions: { code, requestId, ...extra } }] };
@@ -141,7 +143,12 @@ export function registerGraphqlRoute(fastify: FastifyInstance, opts: GraphqlRout
       };
     },
     onOperation(req, _args, result) {
-      if (!result.errors?.length) return undefined;
+      if (!result.errors?.length) {
+        // Serialised here, once and without graphql-http's replacer (a replacer takes JSON.stringify off its
+        // fast path, for every value): a result without errors holds no Error to rewrite.
+        if (isAsyncIterable(result)) return undefined;
+        return [JSON.stringify(result), { status: 200, statusText: 'OK', headers: { 'content-type': `${mediaTypeOf(req.context.request)}; charset=utf-8` } }];
+      }
       req.context.failed = true;
       // Formatted here, where the request id is known; graphql-http's formatError then passes them on.
       // errors before data, whichever executor ran (graphql-js's order; jit puts data first).

@@ -23,7 +23,7 @@ import {
   type UnbindOutcome,
 } from './device.model';
 import * as store from './device.store';
-import type { AccessRow, ListCursor, ShareRow, UserContact } from './device.store';
+import type { AccessRow, ListCursor, ListedRow, ShareRow, UserContact } from './device.store';
 import { serialSchema, verifyLabelCode } from './provisioning';
 
 /**
@@ -176,8 +176,8 @@ export function decodeCursor(value: string): ListCursor {
   return { boundAt: new Date(Number(m[1])), bindingId: m[2]! };
 }
 
-/** The caller's view of a device row, or null when the row is not theirs to see. */
-function viewOf(row: AccessRow, userId: string): DeviceView | null {
+/** The caller's view of a device row (a listed row or a full access row), or null when the row is not theirs to see. */
+function viewOf(row: ListedRow, userId: string): DeviceView | null {
   const owner = row.binding.ownerId === userId;
   if (!owner && !row.share) return null;
   return {
