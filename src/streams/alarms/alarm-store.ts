@@ -687,21 +687,29 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
      * the last row returned when the read is full. Rows it returns are final.
      */
     async tailAfter(after: AlarmCursor, limit: number, skip: readonly string[] = []): Promise<{ rows: AlarmRow[]; horizon: number }> {
-      const h = db
-        .select({ horizon: sql<number>`(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint`.mapWith(Number).as('horizon') })
-        .from(sql`(select 1) as one`)
-        .as('h');
-      const where: SQL[] = [sql`${alarms.xid} < ${h.horizon}`, sql`(${alarms.xid}, ${alarms.seq}) > (${after.xid}::bigint, ${after.seq}::bigint)`];
+      // The page is ordered and limited on its own (an index range scan), then joined to the one
+      // horizon row: a join around an unlimited scan would sort every row after `after` first.
+      const where: SQL[] = [belowHorizon, sql`(${alarms.xid}, ${alarms.seq}) > (${after.xid}::bigint, ${after.seq}::bigint)`];
       // One text parameter whatever the count, so the statement's text (and its prepared plan) stays the same.
       if (skip.length) where.push(sql`${alarms.id} <> all(${`{${skip.join(',')}}`}::uuid[])`);
-      const got = await db
-        .select({ horizon: h.horizon, alarm: alarms })
-        .from(h)
-        .leftJoin(alarms, and(...where))
+      const page = db
+        .select()
+        .from(alarms)
+        .where(and(...where))
         .orderBy(asc(alarms.xid), asc(alarms.seq))
-        .limit(limit);
+        .limit(limit)
+        .as('page');
+      const h = db
+        .select({ horizon: sql<number>`(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint`.as('horizon') })
+        .from(sql`(select 1) as one`)
+        .as('h');
+      const got = await db
+        .select({ horizon: h.horizon, alarm: page._.selectedFields })
+        .from(h)
+        .leftJoin(page, sql`true`)
+        .orderBy(asc(page.xid), asc(page.seq));
       const rows: AlarmRow[] = [];
-      for (const r of got) if (r.alarm) rows.push(r.alarm);
+      for (const r of got) if (r.alarm?.id) rows.push(r.alarm as AlarmRow);
       return { rows, horizon: Number(got[0]?.horizon ?? 0) };
     },
 
