@@ -568,12 +568,45 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
       }
     }
 
+    /** Devices with posts in a batch being written, and how many such batches. */
+    const busy = new Map<string, number>();
+
+    /**
+     * The next batch: queued posts in arrival order, except those of a device whose earlier posts
+     * are still being written in another batch (with every later post of that device), so one
+     * device's posts are stored in the order they came even when batches run side by side.
+     */
+    function takeBatch(): PendingPost[] {
+      if (busy.size === 0 && queue.length <= maxBatch) return queue.splice(0);
+      const batch: PendingPost[] = [];
+      const rest: PendingPost[] = [];
+      const held = new Set<string>();
+      for (const p of queue) {
+        if (batch.length < maxBatch && !busy.has(p.deviceId) && !held.has(p.deviceId)) batch.push(p);
+        else {
+          held.add(p.deviceId);
+          rest.push(p);
+        }
+      }
+      queue.length = 0;
+      queue.push(...rest);
+      return batch;
+    }
+
     function flush() {
       scheduled = false;
       while (inFlight < maxInFlight && queue.length) {
-        const batch = queue.splice(0, maxBatch);
+        const batch = takeBatch();
+        if (!batch.length) break; // every queued device waits for its batch in flight; its end flushes again
+        const devices = new Set(batch.map((p) => p.deviceId));
+        for (const d of devices) busy.set(d, (busy.get(d) ?? 0) + 1);
         inFlight++;
         void commit(batch).finally(() => {
+          for (const d of devices) {
+            const n = busy.get(d)! - 1;
+            if (n) busy.set(d, n);
+            else busy.delete(d);
+          }
           inFlight--;
           schedule();
         });
