@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { eq, inArray, sql } from 'drizzle-orm';
+import { and, eq, inArray, sql } from 'drizzle-orm';
 import { tables } from '../src/db/index';
 import { compareAlarmCursors, decodeAlarmCursor, encodeAlarmCursor } from '../src/streams/alarms/alarm-cursor';
 import type { AlarmPost, AlarmRow } from '../src/streams/alarms/alarm-store';
@@ -360,6 +360,47 @@ describe('group commit', () => {
     return d.id;
   }
   const rowsOf = (deviceId: string) => t.app.db.db.select().from(tables.alarms).where(eq(tables.alarms.deviceId, deviceId)).orderBy(tables.alarms.seq);
+
+  test('stores one device\'s posts in arrival order when an earlier batch waits on a lock and a later one could run beside it', { skip: !hasPostgres && 'needs Postgres (two connections)' }, async () => {
+    const db = t.app.db.db;
+    const user = await insertUser(db);
+    const a = await insertDevice(db);
+    const b = await insertDevice(db);
+    const bindingA = await insertBinding(db, a.id, user);
+    const bindingB = await insertBinding(db, b.id, user);
+    // `first` is the device whose binding a batch locks first (binding-id order); another transaction holds it.
+    const [first, second] = bindingA < bindingB ? [a, b] : [b, a];
+    const firstBinding = bindingA < bindingB ? bindingA : bindingB;
+    const active = (state: 'active' | 'inactive'): AlarmPost => ({
+      source: 'ws', eventType: 'ordered', rawType: 'ordered', alarmType: 'OTHER', state, channel: 7, regionId: null, deviceTime: null,
+      activePostCount: 0, description: null, channelName: null, identity: null, retransmission: false, details: null,
+    });
+    let locked!: () => void;
+    let release!: () => void;
+    const lockHeld = new Promise<void>((r) => (locked = r));
+    const released = new Promise<void>((r) => (release = r));
+    const holder = db.transaction(async (tx) => {
+      await tx.execute(sql`select id from bindings where id = ${firstBinding} for update`);
+      locked();
+      await released;
+    });
+    await lockHeld;
+    const store = t.app.alarmStore;
+    // Batch 1: the second device's active post, waiting behind the lock on the first device's binding.
+    const opened = store.record(second.id, active('active'));
+    const blocker = store.record(first.id, { ...active('active'), eventType: 'blocker' });
+    await new Promise((r) => setTimeout(r, 50));
+    // Batch 2: the second device's inactive post, which nothing else holds up.
+    const ended = store.record(second.id, active('inactive'));
+    await new Promise((r) => setTimeout(r, 50));
+    release();
+    await holder;
+    assert.equal((await opened).outcome, 'created');
+    assert.equal((await ended).outcome, 'ended', 'the inactive post ends the alarm its earlier post opened');
+    await blocker;
+    const [row] = await db.select({ endedAt: tables.alarms.endedAt }).from(tables.alarms).where(and(eq(tables.alarms.deviceId, second.id), eq(tables.alarms.eventType, 'ordered')));
+    assert.ok(row?.endedAt, 'ended');
+  });
 
   test('coalesces concurrent posts of one alarm into one row, in arrival order', async () => {
     const deviceId = await boundDevice();

@@ -3,8 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { eq, inArray } from 'drizzle-orm';
+import { eq, inArray, sql } from 'drizzle-orm';
 import { WebSocket } from 'ws';
 import { tables } from '../src/db/index';
 import { progressLine, provisionFleet, startSimulator } from '../src/tools/simulator';
@@ -169,6 +170,78 @@ describe('device WebSocket channel', () => {
     await waitFor(async () => (await statusOf(device.id))?.status === 'ONLINE', 5000, 'revived by a heartbeat');
     dev.close();
     await dev.closed;
+  });
+});
+
+describe('device WebSocket: events sent without waiting for acks', () => {
+  const event = (id: string, channel: number, description = 'in flight') => ({ type: 'event', id, channel, eventType: 'VMD', state: 'active', description });
+
+  test('stores the events a device sends back to back in one group commit and acks each, the acks of one commit in one write', async () => {
+    const { device, provisioned } = await provisionAndBind(t, owner);
+    const dev = await connectDevice(t.url, provisioned);
+    // Writes the gateway's end of this socket makes (a corked socket writes its buffered frames in one go).
+    const clientPort = (dev.ws as unknown as { _socket: Socket })._socket.localPort;
+    const proto = Socket.prototype as unknown as Record<'_write' | '_writev', (this: Socket, ...args: unknown[]) => void>;
+    const original = { _write: proto._write, _writev: proto._writev };
+    let writes = 0;
+    for (const name of ['_write', '_writev'] as const) {
+      proto[name] = function (this: Socket, ...args: unknown[]) {
+        if (this.remotePort === clientPort) writes++;
+        return original[name].apply(this, args);
+      };
+    }
+    const acked = new Set<unknown>();
+    dev.ws.on('message', (data) => {
+      const f = JSON.parse(data.toString()) as { type: string; id?: unknown };
+      if (f.type === 'ack') acked.add(f.id);
+    });
+    let inserts = 0;
+    const stop = t.app.db.observeStatements((q) => void (/insert into "?alarms"? /.test(q) && inserts++));
+    const ids = ['b-1', 'b-2', 'b-3', 'b-4'];
+    ids.forEach((id, i) => dev.send(event(id, 10 + i)));
+    try {
+      await waitFor(() => acked.size === ids.length, 5000, 'every event acked');
+    } finally {
+      Object.assign(proto, original);
+      stop();
+    }
+    assert.equal(inserts, 1, 'one insert for the four events');
+    assert.equal(writes, 1, 'the four acks left in one write');
+    const stored = await t.app.db.db.select({ key: tables.alarmReceipts.key }).from(tables.alarmReceipts).where(eq(tables.alarmReceipts.deviceId, device.id));
+    assert.deepEqual(stored.map((r) => r.key).sort(), ids.map((id) => `w:${id}`));
+    dev.close();
+    await dev.closed;
+  });
+
+  test('never acks an event whose commit failed, and closes so that the device resends it', async () => {
+    const { device, provisioned } = await provisionAndBind(t, owner);
+    const db = t.app.db.db;
+    // Fails the commit of one event's row (a deferred constraint trigger runs at commit).
+    await db.execute(sql`create function refuse_commit() returns trigger language plpgsql as $$
+      begin if new.description = 'refuse-commit' then raise exception 'commit refused'; end if; return null; end $$`);
+    await db.execute(sql`create constraint trigger refuse_commit after insert on alarms deferrable initially deferred for each row execute function refuse_commit()`);
+    const burst = [event('f-1', 20), event('f-2', 21, 'refuse-commit'), event('f-3', 22)];
+    try {
+      const dev = await connectDevice(t.url, provisioned);
+      for (const e of burst) dev.send(e);
+      const closed = await dev.closed;
+      assert.equal(closed.code, 1011);
+      const acked = dev.frames.filter((f) => f.type === 'ack').map((f) => f.id);
+      assert.ok(!acked.includes('f-2'), 'the refused event is not acked');
+      const stored = await db.select({ key: tables.alarmReceipts.key }).from(tables.alarmReceipts).where(eq(tables.alarmReceipts.deviceId, device.id));
+      for (const id of acked) assert.ok(stored.some((r) => r.key === `w:${String(id)}`), `acked ${String(id)} is stored`);
+    } finally {
+      await db.execute(sql`drop trigger refuse_commit on alarms`);
+      await db.execute(sql`drop function refuse_commit()`);
+    }
+    // The device resends what was not acked: everything is stored once.
+    const again = await connectDevice(t.url, provisioned);
+    for (const e of burst) again.send({ ...e, description: 'resent' });
+    await waitFor(() => again.frames.filter((f) => f.type === 'ack').length === 3, 5000, 'all three acked');
+    const rows = await db.select({ channel: tables.alarms.channel }).from(tables.alarms).where(eq(tables.alarms.deviceId, device.id));
+    assert.deepEqual(rows.map((r) => r.channel).sort(), [20, 21, 22]);
+    again.close();
+    await again.closed;
   });
 });
 

@@ -144,9 +144,9 @@ describe('alarm tailer: window of recent rows', () => {
     const store = {
       tailEnd: async () => ({ xid: 10, seq: 0 }),
       tailAfter: async () => {
-        if (served) return [];
+        if (served) return { rows: [], horizon: Number.MAX_SAFE_INTEGER };
         served = true;
-        return rows;
+        return { rows, horizon: Number.MAX_SAFE_INTEGER };
       },
     };
     const tailer = createAlarmTailer({ store, bus: createEventBus(), log: pino({ level: 'silent' }), recentRows, tickMs: 60_000 });
@@ -180,17 +180,12 @@ describe('alarm tailer: window of recent rows', () => {
     }
   });
 
-  test('reads at once when an alarm is stored on its own node, without waiting for the bus or the tick', async () => {
-    let announce: ((cursor: string) => void) | undefined;
-    let stored: AlarmRow[] = [];
+  test('delivers at once an alarm stored on its own node, without waiting for the bus or the tick', async () => {
+    let announce: ((rows: AlarmRow[]) => void) | undefined;
     const store = {
       tailEnd: async () => ({ xid: 10, seq: 0 }),
-      tailAfter: async () => {
-        const out = stored;
-        stored = [];
-        return out;
-      },
-      onCreatedHere: (listener: (cursor: string) => void) => {
+      tailAfter: async () => ({ rows: [], horizon: Number.MAX_SAFE_INTEGER }),
+      onCreatedHere: (listener: (rows: AlarmRow[]) => void) => {
         announce = listener;
         return () => (announce = undefined);
       },
@@ -202,8 +197,7 @@ describe('alarm tailer: window of recent rows', () => {
       const got: AlarmRow[] = [];
       await tailer.register((r) => got.push(r));
       await new Promise((r) => setTimeout(r, 20));
-      stored = [row(11, 1)];
-      announce!(encodeAlarmCursor({ xid: 11, seq: 1 }));
+      announce!([row(11, 1)]);
       for (let i = 0; i < 100 && got.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
       assert.deepEqual(got.map((r) => r.id), ['a11-1']);
     } finally {
@@ -270,10 +264,15 @@ describe('subscription fan-out: a resumed alarms subscription joins its group', 
     const table: AlarmRow[] = [];
     const store = {
       tailEnd: async () => ({ xid: 1, seq: 0 }),
-      tailAfter: async (after: AlarmCursor, limit: number) => table.filter((r) => r.xid > after.xid || (r.xid === after.xid && r.seq > after.seq)).slice(0, limit),
+      tailAfter: async (after: AlarmCursor, limit: number) => ({
+        rows: table.filter((r) => r.xid > after.xid || (r.xid === after.xid && r.seq > after.seq)).slice(0, limit),
+        horizon: Number.MAX_SAFE_INTEGER,
+      }),
     };
     const tailer = createAlarmTailer({ store, bus: createEventBus(), log: pino({ level: 'silent' }), recentRows: 1000, tickMs: 60_000 });
     tailer.start();
+    // Someone on the node listens from the start (a tailer nobody listens to does not read).
+    void tailer.register(() => {});
     const live = createLiveService({
       clock: () => new Date(),
       bus: createEventBus(),

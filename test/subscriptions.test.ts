@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { tables } from '../src/db/index';
@@ -277,6 +277,92 @@ describe('alarms', () => {
       await settle(live);
     },
   );
+
+  /** An active post on a fresh channel, stored straight through the store (the path both doors take). */
+  const storePost = (description: string, identity: string): AlarmPost => ({
+    source: 'ws',
+    eventType: 'VMD',
+    rawType: 'VMD',
+    alarmType: 'MOTION',
+    state: 'active',
+    channel: channel++,
+    regionId: null,
+    deviceTime: null,
+    activePostCount: 0,
+    description,
+    channelName: null,
+    identity,
+    retransmission: false,
+    details: null,
+  });
+
+  test(
+    'holds an alarm committed on this node behind an older transaction that commits later, then delivers both in cursor order',
+    { skip: requireServices({ postgres: true }) },
+    async () => {
+      const db = t.app.db.db;
+      const [binding] = await db.select({ id: tables.bindings.id }).from(tables.bindings).where(eq(tables.bindings.deviceId, one.device.id));
+      const c = client(owner.token);
+      const live = subscribe(c, AlarmCursorsDocument, {});
+      await subscriptionsRunning(t.app, 1);
+
+      // T1 (another node, say) inserts first and stays open; then this node's store commits an alarm,
+      // whose row it hands to the tailer at once.
+      let inserted!: () => void;
+      let release!: () => void;
+      const firstInserted = new Promise<void>((r) => (inserted = r));
+      const t1Release = new Promise<void>((r) => (release = r));
+      let early = '';
+      const t1 = db.transaction(async (tx) => {
+        const now = clock.now();
+        [{ id: early }] = (await tx
+          .insert(tables.alarms)
+          .values({ deviceId: one.device.id, bindingId: binding!.id, source: 'ws', channel: channel++, eventType: 'vmd', rawType: 'VMD', alarmType: 'MOTION', startedAt: now, receivedAt: now, lastPostAt: now, endedAt: now })
+          .returning({ id: tables.alarms.id })) as [{ id: string }];
+        inserted();
+        await t1Release;
+      });
+      await firstInserted;
+      let reads = 0;
+      const stop = t.app.db.observeStatements((sql) => void (sql.includes('pg_snapshot_xmin') && sql.includes('limit') && reads++));
+      const { alarm: late } = await t.app.alarmStore.record(one.device.id, storePost('handed', `w:handed-${channel}`));
+      await waitFor(() => reads >= 3, 5000, 'tailer reads while T1 is open');
+      stop();
+      assert.equal(live.events.length, 0, 'the handed row waits for the horizon');
+      release();
+      await t1;
+      const got = await live.received(2);
+      assert.deepEqual(got.map((e) => e.alarms.id), [early, late!.id], 'the earlier transaction first, then the handed row, each once');
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(live.events.length, 2, 'nothing repeated');
+      await settle(live);
+    },
+  );
+
+  test('never delivers an alarm whose commit failed, and delivers the next one', async () => {
+    const db = t.app.db.db;
+    // Fails the commit itself (a deferred constraint trigger runs at commit), after the insert succeeded.
+    await db.execute(sql`create function refuse_commit() returns trigger language plpgsql as $$
+      begin if new.description = 'refuse-commit' then raise exception 'commit refused'; end if; return null; end $$`);
+    await db.execute(sql`create constraint trigger refuse_commit after insert on alarms deferrable initially deferred for each row execute function refuse_commit()`);
+    try {
+      const c = client(owner.token);
+      const live = subscribe(c, AlarmCursorsDocument, { deviceIds: [one.device.id] });
+      await subscriptionsRunning(t.app, 1);
+      await assert.rejects(t.app.alarmStore.record(one.device.id, storePost('refuse-commit', `w:refused-${channel}`)));
+      const { alarm } = await t.app.alarmStore.record(one.device.id, storePost('fine', `w:fine-${channel}`));
+      const [got] = await live.received(1);
+      assert.equal(got!.alarms.id, alarm!.id);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(live.events.length, 1, 'the refused alarm never arrives');
+      const refused = await db.select({ id: tables.alarms.id }).from(tables.alarms).where(eq(tables.alarms.description, 'refuse-commit'));
+      assert.deepEqual(refused, []);
+      await settle(live);
+    } finally {
+      await db.execute(sql`drop trigger refuse_commit on alarms`);
+      await db.execute(sql`drop function refuse_commit()`);
+    }
+  });
 
   test('answers BAD_USER_INPUT when the cursor is not one we issued', async () => {
     const c = client(owner.token);

@@ -18,6 +18,8 @@ const RATES = [1000, 5000, 20_000];
 const SUBSCRIBERS = 3;
 /** Unacked events a device keeps in flight at most (the gateway closes a device with 40 queued frames). */
 const MAX_UNACKED = 4;
+/** The issue's throughput goal: alarms/s stored and delivered at the best step. */
+const GOAL_PER_S = 10_000;
 
 const keyFor = (seed: string, i: number) => createHash('sha256').update(`${seed}:${i}`).digest('base64url');
 const serialFor = (prefix: string, i: number) => `${prefix}-${String(i).padStart(5, '0')}`;
@@ -300,8 +302,8 @@ const scenario: Scenario = {
           unit: 'alarms/s stored',
           ours: r.stored,
           peers: [],
-          goal: isLow ? 'p99 < 50 ms at 1k/s' : isBest ? '>= 5,000 alarms/s stored and delivered' : 'reported',
-          pass: isLow ? r.p99 < 50 && r.delivered >= 0.95 * r.rate : isBest ? Math.min(r.stored, r.delivered) >= 5000 : true,
+          goal: isLow ? 'p99 < 50 ms at 1k/s' : isBest ? `>= ${GOAL_PER_S.toLocaleString('en-US')} alarms/s stored and delivered` : 'reported',
+          pass: isLow ? r.p99 < 50 && r.delivered >= 0.95 * r.rate : isBest ? Math.min(r.stored, r.delivered) >= GOAL_PER_S : true,
           ratio: `${Math.round(r.delivered).toLocaleString('en-US')}/s delivered, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms`,
           note: isLow
             ? `${ctx.rounds} rounds; steps of ${stepMs / 1000} s at 1k, 5k, 20k/s, each followed by a drain until every event is acked (at least ${drainMs / 1000} s, at most ${maxDrainMs / 1000} s); ${deviceCount} devices on node A's device WebSocket channel (one connection each, events acked once stored), ${SUBSCRIBERS} graphql-ws subscribers on node B (one user owning every device); stored = acks/s, delivered = alarms/s reaching the slowest subscriber; alarms in the database at the end: ${stored}. ${lostNote}.`

@@ -311,7 +311,10 @@ export function createDeviceRegistry(opts: RegistryOptions) {
     let lc: LiveConnection | undefined;
     let closed = false;
     let queue = Promise.resolve();
+    /** Frames taken and not done with; an event counts until it is acked. */
     let pending = 0;
+    /** Events handed to the store, not acked yet. */
+    const storing = new Set<Promise<void>>();
     let tokens = frameBurst;
     let lastRefill = Date.now();
     let helloSeen = false;
@@ -340,6 +343,7 @@ export function createDeviceRegistry(opts: RegistryOptions) {
       teardownPromise = (async () => {
         // Let a hello or an event already being stored finish, so a claim never lands after the release.
         await queue.catch(() => {});
+        await Promise.all(storing);
         if (!lc) return;
         const wasLive = live.get(connectionId) === lc;
         live.delete(connectionId);
@@ -393,11 +397,17 @@ export function createDeviceRegistry(opts: RegistryOptions) {
       void deliverCommands(lc);
     }
 
-    async function event(current: LiveConnection, f: z.infer<typeof eventFrame>) {
+    /**
+     * Hands the event to the store at once, in arrival order, without waiting for the events before
+     * it (the store keeps one device's posts in order), so a device's events in flight share a
+     * group commit. Each is acked when its own commit is done, never before.
+     */
+    function event(current: LiveConnection, f: z.infer<typeof eventFrame>): void {
       const rawType = clean(f.eventType) ?? f.eventType;
       const eventType = normaliseEventType(rawType);
-      try {
-        await opts.alarms.record(current.deviceId, {
+      pending++;
+      const acked = opts.alarms
+        .record(current.deviceId, {
           source: 'ws',
           eventType,
           rawType,
@@ -412,15 +422,25 @@ export function createDeviceRegistry(opts: RegistryOptions) {
           identity: `w:${String(f.id)}`,
           retransmission: false,
           details: { eventId: String(f.id) },
+        })
+        .then(
+          () => {
+            if (!closed) conn.send(JSON.stringify({ type: 'ack', id: f.id }));
+          },
+          (err: unknown) => {
+            // Not acked: the device keeps the event and resends it after reconnecting (nor are later
+            // ones, once closed). Only a database fault gets here: the store takes any frame that
+            // passed the schema (a time it cannot hold becomes unknown, text it refuses is
+            // cleaned), so no input earns a resend loop.
+            log.error({ err, deviceId: current.deviceId }, 'could not store a device event');
+            closeWith(CloseCode.InternalError, 'event not stored; resend');
+          },
+        )
+        .finally(() => {
+          pending--;
+          storing.delete(acked);
         });
-      } catch (err) {
-        // Not acked: the device keeps the event and resends it after reconnecting. Only a database
-        // fault gets here: the store takes any frame that passed the schema (a time it cannot hold
-        // becomes unknown, text it refuses is cleaned), so no input earns a resend loop.
-        log.error({ err, deviceId: current.deviceId }, 'could not store a device event');
-        return closeWith(CloseCode.InternalError, 'event not stored; resend');
-      }
-      if (!closed) conn.send(JSON.stringify({ type: 'ack', id: f.id }));
+      storing.add(acked);
     }
 
     async function handle(frame: Frame) {

@@ -41,10 +41,23 @@ export function createDeviceWsServer(opts: DeviceWsOptions) {
     sockets.add(socket);
     metrics?.openWebSockets.inc({ endpoint: 'devices' });
     let handler: ((data: string, isBinary: boolean) => void) | undefined;
+    // Frames sent in one turn of the event loop (the acks of one group commit) leave in one write.
+    const raw = (socket as unknown as { _socket?: Duplex })._socket;
+    let corked = false;
+    const uncork = () => {
+      corked = false;
+      raw?.uncork();
+    };
     const teardown = registry.open(
       {
         send: (frame) => {
-          if (socket.readyState === socket.OPEN) socket.send(frame);
+          if (socket.readyState !== socket.OPEN) return;
+          if (raw && !corked) {
+            corked = true;
+            raw.cork();
+            process.nextTick(uncork);
+          }
+          socket.send(frame);
         },
         close: (code, reason) => {
           if (socket.readyState === socket.OPEN || socket.readyState === socket.CONNECTING) socket.close(code, reason.slice(0, 120));

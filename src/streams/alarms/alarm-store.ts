@@ -250,8 +250,8 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
       now.getTime() - current.lastPostAt.getTime() < retryWindowMs
     );
   }
-  /** Told the newest cursor of each commit that created alarms, on this node, before the bus hears it. */
-  const localListeners = new Set<(cursor: string) => void>();
+  /** Handed the rows of each commit on this node that created alarms, before the bus hears of it. */
+  const localListeners = new Set<(rows: AlarmRow[]) => void>();
 
   /** Open bindings whose alarms the user may see: owned, or shared with them unrevoked, unexpired and with `permission`. */
   function visibleBindings(userId: string, now: Date, permission: 'ALARMS' | 'CONFIGURE') {
@@ -443,19 +443,22 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
    * Redis message each at thousands of alarms per second.
    */
   function publishCreated(results: RecordResult[]) {
-    let newest: AlarmRow | null = null;
-    for (const r of results) {
-      if (r.outcome !== 'created' || !r.alarm) continue;
-      if (!newest || r.alarm.xid > newest.xid || (r.alarm.xid === newest.xid && r.alarm.seq > newest.seq)) newest = r.alarm;
-    }
-    if (!newest) return;
+    const rows: AlarmRow[] = [];
+    for (const r of results) if (r.outcome === 'created' && r.alarm) rows.push(r.alarm);
+    if (!rows.length) return;
+    rows.sort((a, b) => a.xid - b.xid || a.seq - b.seq);
+    const newest = rows[rows.length - 1]!;
     const cursor = cursorOf(newest);
-    // This node's tailer hears it at once; other nodes through the bus (a Redis round trip later).
-    for (const listener of localListeners) {
-      try {
-        listener(cursor);
-      } catch (err) {
-        log.warn({ err }, 'alarm.created local listener failed');
+    // This node's tailer gets the committed rows at once (copies: the caller keeps its own); other
+    // nodes hear through the bus (a Redis round trip later) and read them.
+    if (localListeners.size) {
+      const handed = rows.map((r) => ({ ...r }));
+      for (const listener of localListeners) {
+        try {
+          listener(handed);
+        } catch (err) {
+          log.warn({ err }, 'alarm.created local listener failed');
+        }
       }
     }
     try {
@@ -565,12 +568,45 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
       }
     }
 
+    /** Devices with posts in a batch being written, and how many such batches. */
+    const busy = new Map<string, number>();
+
+    /**
+     * The next batch: queued posts in arrival order, except those of a device whose earlier posts
+     * are still being written in another batch (with every later post of that device), so one
+     * device's posts are stored in the order they came even when batches run side by side.
+     */
+    function takeBatch(): PendingPost[] {
+      if (busy.size === 0 && queue.length <= maxBatch) return queue.splice(0);
+      const batch: PendingPost[] = [];
+      const rest: PendingPost[] = [];
+      const held = new Set<string>();
+      for (const p of queue) {
+        if (batch.length < maxBatch && !busy.has(p.deviceId) && !held.has(p.deviceId)) batch.push(p);
+        else {
+          held.add(p.deviceId);
+          rest.push(p);
+        }
+      }
+      queue.length = 0;
+      queue.push(...rest);
+      return batch;
+    }
+
     function flush() {
       scheduled = false;
       while (inFlight < maxInFlight && queue.length) {
-        const batch = queue.splice(0, maxBatch);
+        const batch = takeBatch();
+        if (!batch.length) break; // every queued device waits for its batch in flight; its end flushes again
+        const devices = new Set(batch.map((p) => p.deviceId));
+        for (const d of devices) busy.set(d, (busy.get(d) ?? 0) + 1);
         inFlight++;
         void commit(batch).finally(() => {
+          for (const d of devices) {
+            const n = busy.get(d)! - 1;
+            if (n) busy.set(d, n);
+            else busy.delete(d);
+          }
           inFlight--;
           schedule();
         });
@@ -596,8 +632,12 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
   })();
 
   return {
-    /** Calls `listener` with the newest cursor of every commit on this node that created alarms; returns the unsubscribe. */
-    onCreatedHere(listener: (cursor: string) => void): () => void {
+    /**
+     * Hands `listener` the alarms every commit on this node created, in cursor order, once the
+     * commit succeeded (a failed commit hands nothing); returns the unsubscribe. The rows are as
+     * committed; they become final (readable by the tailer) only once the horizon passes them.
+     */
+    onCreatedHere(listener: (rows: AlarmRow[]) => void): () => void {
       localListeners.add(listener);
       return () => localListeners.delete(listener);
     },
@@ -672,17 +712,38 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
     },
 
     /**
-     * Every alarm after `after` (all users), oldest first, below the horizon: the node's tailer
-     * (src/streams/alarm-tail.ts) reads this once per wake-up for all its subscribers. Rows it
-     * returns are final: no row can later appear at or before the last one.
+     * Every alarm after `after` (all users), oldest first, below the horizon, except the rows whose
+     * id is in `skip` (rows this node already holds, see {@link onCreatedHere}): the node's tailer
+     * (src/streams/live/alarm-tail.ts) reads this once per wake-up for all its subscribers.
+     * `horizon` is the statement's own: every row with a smaller `xid` has committed or never
+     * will, so `rows` plus the skipped rows below `horizon` are every row after `after`, up to
+     * the last row returned when the read is full. Rows it returns are final.
      */
-    async tailAfter(after: AlarmCursor, limit: number): Promise<AlarmRow[]> {
-      return db
+    async tailAfter(after: AlarmCursor, limit: number, skip: readonly string[] = []): Promise<{ rows: AlarmRow[]; horizon: number }> {
+      // The page is ordered and limited on its own (an index range scan), then joined to the one
+      // horizon row: a join around an unlimited scan would sort every row after `after` first.
+      const where: SQL[] = [belowHorizon, sql`(${alarms.xid}, ${alarms.seq}) > (${after.xid}::bigint, ${after.seq}::bigint)`];
+      // One text parameter whatever the count, so the statement's text (and its prepared plan) stays the same.
+      if (skip.length) where.push(sql`${alarms.id} <> all(${`{${skip.join(',')}}`}::uuid[])`);
+      const page = db
         .select()
         .from(alarms)
-        .where(and(belowHorizon, sql`(${alarms.xid}, ${alarms.seq}) > (${after.xid}::bigint, ${after.seq}::bigint)`))
+        .where(and(...where))
         .orderBy(asc(alarms.xid), asc(alarms.seq))
-        .limit(limit);
+        .limit(limit)
+        .as('page');
+      const h = db
+        .select({ horizon: sql<number>`(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint`.as('horizon') })
+        .from(sql`(select 1) as one`)
+        .as('h');
+      const got = await db
+        .select({ horizon: h.horizon, alarm: page._.selectedFields })
+        .from(h)
+        .leftJoin(page, sql`true`)
+        .orderBy(asc(page.xid), asc(page.seq));
+      const rows: AlarmRow[] = [];
+      for (const r of got) if (r.alarm?.id) rows.push(r.alarm as AlarmRow);
+      return { rows, horizon: Number(got[0]?.horizon ?? 0) };
     },
 
     /** The cursor of the newest alarm below the horizon, or `{0, 0}` when there is none: where a tailer starts. */

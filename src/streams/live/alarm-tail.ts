@@ -30,6 +30,12 @@ export interface AlarmTailerOptions {
    * storm then costs no query per subscriber). 0 turns it off.
    */
   recentRows?: number;
+  /**
+   * With no listener for this long (default 60 s; from the start when none ever came), the tailer
+   * stops reading until the next registration. Until then it keeps reading, so subscribers that
+   * all reconnect at once still find their rows in the window of recent rows.
+   */
+  idleAfterMs?: number;
 }
 
 const after = (a: AlarmCursor, b: AlarmCursor) => compareAlarmCursors(a, b) > 0;
@@ -44,11 +50,19 @@ const CLOSE_POLL_EVERY_MS = 2;
  * even when transactions commit out of order. Database load is O(alarms), not O(subscribers x
  * alarms).
  *
- * Wake-ups: every `alarm.created` on the bus (any node) triggers a read at once (coalesced: one read
- * in flight, one more if woken meanwhile); while the event's cursor is not reached yet (an older
- * transaction still holds the horizon back) it re-reads with a short backoff; and a periodic tick
- * reads while anyone listens. Starts at the current end of the table. A failed read is logged and
- * retried at the next tick; listeners just see the rows later.
+ * Rows committed on this node are handed over by the store (`onCreatedHere`) instead of being read
+ * back: the tailer holds them until a read's horizon has passed them, and that read skips them
+ * (only their ids travel), so each row reaches listeners once, in order, whichever way it came. A
+ * row handed after a read already delivered it is at or before P and is dropped; a failed commit
+ * hands nothing.
+ *
+ * Wake-ups: every `alarm.created` on the bus (any node) and every local hand-over triggers a read
+ * at once (coalesced: one read in flight, one more if woken meanwhile); while the event's cursor is
+ * not reached yet (an older transaction still holds the horizon back) it re-reads with a short
+ * backoff; and a periodic tick reads while anyone listens. With no listener it does not read at
+ * all: the next registration first moves P to the current end of the table (nobody was owed the
+ * rows in between). Starts at the current end of the table. A failed read is logged and retried
+ * at the next tick; listeners just see the rows later.
  */
 export function createAlarmTailer(opts: AlarmTailerOptions) {
   const { store, bus } = opts;
@@ -63,6 +77,16 @@ export function createAlarmTailer(opts: AlarmTailerOptions) {
   let recent: AlarmRow[] = [];
   let recentFrom: AlarmCursor | null = null;
   let initialised: Promise<void> | null = null;
+  /** Rows this node committed, after `position`, not delivered yet; by id. Bounded by `maxHanded`. */
+  const handed = new Map<string, AlarmRow>();
+  const maxHanded = Math.max(batch, 2000);
+  const idleAfterMs = opts.idleAfterMs ?? 60_000;
+  /** When the last listener left (-Infinity: none ever came). */
+  let lastListenerLeft = Number.NEGATIVE_INFINITY;
+  /** Reads were skipped for want of listeners: `position` may be behind the table's end. */
+  let idle = false;
+  const nobodyListens = () => listeners.size === 0 && Date.now() - lastListenerLeft >= idleAfterMs;
+  let resyncing: Promise<void> | null = null;
   let reading: Promise<void> | null = null;
   let readAgain = false;
   /** The newest cursor announced on the bus that the position has not reached yet. */
@@ -92,7 +116,25 @@ export function createAlarmTailer(opts: AlarmTailerOptions) {
 
   async function readOnce(): Promise<number> {
     if (!position) return 0;
-    const rows = await store.tailAfter(position, batch);
+    const from = position;
+    const skip = [...handed.keys()];
+    const { rows: read, horizon } = await store.tailAfter(from, batch, skip);
+    // Handed rows the read's horizon has passed are final too; a full read only vouches up to its last row.
+    const last = read.length === batch ? read[read.length - 1]! : null;
+    let rows = read;
+    if (handed.size) {
+      const ids = new Set(read.map((r) => r.id));
+      const due: AlarmRow[] = [];
+      for (const h of handed.values()) {
+        if (!after(h, from)) handed.delete(h.id);
+        else if (h.xid < horizon && (!last || !after(h, last))) {
+          handed.delete(h.id);
+          // Handed while the read ran, and read too: once is enough.
+          if (!ids.has(h.id)) due.push(h);
+        }
+      }
+      if (due.length) rows = [...read, ...due].sort(compareAlarmCursors);
+    }
     if (recentMax > 0 && rows.length) {
       recent.push(...rows);
       if (recent.length > recentMax) {
@@ -112,12 +154,40 @@ export function createAlarmTailer(opts: AlarmTailerOptions) {
         }
       }
     }
-    return rows.length;
+    return read.length;
+  }
+
+  /** After an idle spell: the position moves to the table's end, the window of recent rows starts afresh. */
+  function resync(): Promise<void> {
+    resyncing ??= (async () => {
+      try {
+        await reading;
+        const end = await store.tailEnd();
+        if (position && after(end, position)) {
+          position = end;
+          recent = [];
+          recentFrom = end;
+          for (const h of handed.values()) if (!after(h, end)) handed.delete(h.id);
+        }
+        idle = false;
+      } finally {
+        resyncing = null;
+      }
+    })();
+    return resyncing;
   }
 
   /** Reads until caught up; one read at a time, again if woken meanwhile. */
   function wake(): void {
     if (stopped || !position) return;
+    if (!reading && nobodyListens()) {
+      // Nobody to deliver to: no read, nothing held (see resync).
+      idle = true;
+      handed.clear();
+      target = null;
+      return;
+    }
+    if (resyncing) return; // it wakes once done
     if (reading) {
       readAgain = true;
       return;
@@ -128,7 +198,7 @@ export function createAlarmTailer(opts: AlarmTailerOptions) {
         do {
           readAgain = false;
           full = (await readOnce()) === batch;
-        } while ((full || readAgain) && !stopped);
+        } while ((full || readAgain) && !stopped && !nobodyListens());
       } catch (err) {
         log.warn({ err }, 'alarm tail read failed; retrying at the next tick');
       } finally {
@@ -158,10 +228,18 @@ export function createAlarmTailer(opts: AlarmTailerOptions) {
   }
 
   let unlistenLocal: (() => void) | undefined;
-  function onAnnounced(cursor: string) {
-    const c = decodeAlarmCursor(cursor);
+  function announce(c: AlarmCursor | null) {
     if (c && (!target || after(c, target.cursor))) target = { cursor: c, since: Date.now() };
     wake();
+  }
+  /** Rows committed on this node, in cursor order. */
+  function onHanded(rows: AlarmRow[]) {
+    if (position && !nobodyListens()) {
+      for (const r of rows) if (handed.size < maxHanded && after(r, position)) handed.set(r.id, r);
+    }
+    // Past `maxHanded`, a row is simply read back like another node's.
+    const newest = rows[rows.length - 1];
+    announce(newest ? { xid: newest.xid, seq: newest.seq } : null);
   }
 
   return {
@@ -170,8 +248,8 @@ export function createAlarmTailer(opts: AlarmTailerOptions) {
       if (!stopped) return;
       stopped = false;
       // Alarms stored on this node wake the tailer directly; the bus echo then finds nothing new.
-      unlistenLocal = store.onCreatedHere?.(onAnnounced);
-      unlistenBus = bus.listen('alarm.created', (p) => onAnnounced(p.cursor), (fields, message) => !stopped && log.warn(fields, message));
+      unlistenLocal = store.onCreatedHere?.(onHanded);
+      unlistenBus = bus.listen('alarm.created', (p) => announce(decodeAlarmCursor(p.cursor)), (fields, message) => !stopped && log.warn(fields, message));
       init().then(
         () => wake(),
         (err) => log.error({ err }, 'alarm tailer could not start'),
@@ -188,11 +266,16 @@ export function createAlarmTailer(opts: AlarmTailerOptions) {
      */
     async register(listener: TailListener): Promise<TailRegistration> {
       await init();
+      if (idle) {
+        await resync();
+        // Rows committed while it looked are read now (the bus events for them found no listener).
+        queueMicrotask(wake);
+      }
       listeners.add(listener);
       return {
         position: position!,
         unregister: () => {
-          listeners.delete(listener);
+          if (listeners.delete(listener) && listeners.size === 0) lastListenerLeft = Date.now();
         },
       };
     },
