@@ -25,7 +25,7 @@ export const freshDatabase = (base: string) => scratchDatabase(base, 'vigil_benc
 export async function startNodes(names: string[], env: Record<string, string>): Promise<{ nodes: GatewayProcess[]; adminToken: string }> {
   const secrets = clusterSecrets();
   // Benchmarks register many accounts from one address; limits shared through Redis would stop them.
-  const shared = { REGISTER_MAX_PER_IP: '10000', HTTP_RATE_PER_IP: '100000', ...secrets, ...env, LOG_LEVEL: 'info' };
+  const shared = { REGISTER_MAX_PER_IP: '10000', BIND_MAX_PER_SOURCE: '100000', HTTP_RATE_PER_IP: '100000', ...secrets, ...env, LOG_LEVEL: 'info' };
   const nodes: GatewayProcess[] = [await startGateway(names[0]!, shared)];
   nodes.push(...(await Promise.all(names.slice(1).map((n) => startGateway(n, shared)))));
   return { nodes, adminToken: secrets.ADMIN_TOKEN! };
