@@ -263,6 +263,8 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
   const groups = new Map<string, Group>();
   /** By group key and event (its JSON: every field execution reads from it), oldest first. */
   const executions = new Map<string, SharedExecution>();
+  /** Resumed members still replaying, by group key: only while there are any does a group keep its executions for them. */
+  const replaying = new Map<string, number>();
 
   /**
    * The execution of `event` for the group `key` (on the group's arguments `args`), reused while
@@ -370,7 +372,7 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
         const r = await source.next();
         if (r.done) break;
         // Resumable groups (alarms) share executions with their members' replays.
-        const result = await (group.feed ? executeShared(group.key, group.args, r.value).result : executeEvent(group.args, r.value));
+        const result = await (group.feed && replaying.has(group.key) ? executeShared(group.key, group.args, r.value).result : executeEvent(group.args, r.value));
         if (isInvisible(result)) continue;
         deliverAll(group, result, group.feed?.positionOf(r.value) ?? null);
       }
@@ -443,10 +445,22 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
     let leaveGroup: (() => void) | null = null;
     let endedAt: Promise<Position> | null = null;
     count('subscriptions', 1);
+    replaying.set(key, (replaying.get(key) ?? 0) + 1);
+    let replayDone = false;
+    const doneReplaying = () => {
+      if (replayDone) return;
+      replayDone = true;
+      const n = (replaying.get(key) ?? 1) - 1;
+      if (n > 0) replaying.set(key, n);
+      else replaying.delete(key);
+      // Nobody replays: what is kept expires within `reuseMs`; let it go then (an idle node holds no results).
+      if (replaying.size === 0 && executions.size > 0) setTimeout(() => replaying.size === 0 && executions.clear(), reuseMs).unref();
+    };
     const queue: MemberQueue = new MemberQueue(
       member,
       () => {
         closed = true;
+        doneReplaying();
         count('subscriptions', -1);
         room();
         leaveGroup?.();
@@ -511,6 +525,8 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
         }
       } catch (err) {
         queue.fail(err);
+      } finally {
+        doneReplaying();
       }
     })();
     return queue;
