@@ -232,6 +232,7 @@ describe('alarms', () => {
     // Alarm.device is read per execution: count those reads while everyone replays.
     let deviceReads = 0;
     const stop = t.app.db.observeStatements((sql) => void (sql.startsWith('select "devices"."id", "devices"."serial"') && deviceReads++));
+    const started = Date.now();
     const resumed: Array<ReturnType<typeof subscribe<AlarmEventsSubscription, Record<string, unknown>>>> = [];
     try {
       // The user's other three connections (the cap of this file), three subscriptions each (the
@@ -247,8 +248,9 @@ describe('alarms', () => {
     } finally {
       stop();
     }
-    // One read per second at most (the reuse window), however many subscribers replay.
-    assert.ok(deviceReads <= 3, `${deviceReads} device reads for 9 subscribers replaying one alarm`);
+    // At most one read per reuse window (1 s) however many subscribers replay (a slow machine gets more windows, not a failure).
+    const windows = Math.floor((Date.now() - started) / 1000) + 1;
+    assert.ok(deviceReads <= windows, `${deviceReads} device reads for 9 subscribers replaying one alarm in ${windows} s`);
     await waitFor(async () => t.app.services.live.alarmStreams() === 1, 5000, 'all joined the group');
     await raise(one.provisioned);
     const [third] = (await live.received(3)).slice(2);
