@@ -265,6 +265,17 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
   const executions = new Map<string, SharedExecution>();
   /** Resumed members still replaying, by group key: only while there are any does a group keep its executions for them. */
   const replaying = new Map<string, number>();
+  let releasing = false;
+
+  /** Once nobody replays, what is kept expires within `reuseMs`: let it go then (an idle node holds no results). */
+  function releaseExecutions() {
+    if (releasing || replaying.size > 0 || executions.size === 0) return;
+    releasing = true;
+    setTimeout(() => {
+      releasing = false;
+      if (replaying.size === 0) executions.clear();
+    }, reuseMs).unref();
+  }
 
   /**
    * The execution of `event` for the group `key` (on the group's arguments `args`), reused while
@@ -434,8 +445,8 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
   /**
    * A resumed subscription: its own source replays, its events executed as the group would
    * execute them (shared with the group and with other members replaying the same event while
-   * fresh, `executeShared`); once the replay has caught up it joins the group of `key` (opened on `liveArgs` when none is open)
-   * at the group's position, its own source ends there, and the group's results after where the
+   * fresh, `executeShared`); once the replay has caught up it joins the group of `key` (opened
+   * on `liveArgs` when none is open) at the group's position, its own source ends there, and the group's results after where the
    * own source ended follow, held meanwhile.
    */
   function resumeAlone(source: Source, feed: HandoverFeed | null, key: string, liveArgs: ExecutionArgs, member: FanoutMember): MemberQueue {
@@ -453,8 +464,7 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
       const n = (replaying.get(key) ?? 1) - 1;
       if (n > 0) replaying.set(key, n);
       else replaying.delete(key);
-      // Nobody replays: what is kept expires within `reuseMs`; let it go then (an idle node holds no results).
-      if (replaying.size === 0 && executions.size > 0) setTimeout(() => replaying.size === 0 && executions.clear(), reuseMs).unref();
+      releaseExecutions();
     };
     const queue: MemberQueue = new MemberQueue(
       member,
