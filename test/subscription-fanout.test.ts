@@ -374,6 +374,63 @@ describe('subscription fan-out: a resumed alarms subscription joins its group', 
     }
   });
 
+  test('executes a replayed alarm once for all members resuming from the same cursor, each getting every alarm once and in order', async () => {
+    const w = world();
+    // A reuse window no slow machine outlasts: the count below does not depend on timing.
+    const fanout = createSubscriptionFanout({ maxPending: 50, slowAfterMs: 1000, reuseMs: 600_000 });
+    try {
+      await w.add(3);
+      const members = 20;
+      const got = Array.from({ length: members }, () => [] as string[]);
+      const subs: Results[] = [];
+      for (let i = 0; i < members; i++) {
+        const m = member(got[i]!);
+        const sub = (await fanout.subscribe({ ...w.liveArgs, variableValues: { after: w.cursorOf(1) } }, 'k', m.member, { liveArgs: w.liveArgs })) as Results;
+        m.attach(sub);
+        subs.push(sub);
+      }
+      await waitUntil(() => got.every((g) => g.length === 2) && w.live.alarmStreams() === 1);
+      for (const g of got) assert.deepEqual(g, ['a2', 'a3']);
+      assert.equal(w.executions(), 2, 'one execution per replayed alarm, not one per member');
+      assert.equal(fanout.groupCount(), 1);
+      const later = await w.add(2);
+      await waitUntil(() => got.every((g) => g.length === 4));
+      for (const g of got) assert.deepEqual(g.slice(2), later);
+      assert.equal(w.executions(), 4);
+      await Promise.all(subs.map((s) => s.return(undefined)));
+      await waitUntil(() => fanout.groupCount() === 0);
+    } finally {
+      await w.tailer.stop();
+    }
+  });
+
+  test('executes a replayed alarm again for another group key (another caller visibility), and per member when reuse is off', async () => {
+    for (const { reuseMs, keys, executions } of [
+      { reuseMs: undefined, keys: ['k1', 'k2'], executions: 4 },
+      { reuseMs: 0, keys: ['k', 'k'], executions: 4 },
+    ]) {
+      const w = world();
+      const fanout = createSubscriptionFanout({ maxPending: 50, slowAfterMs: 1000, ...(reuseMs === undefined ? {} : { reuseMs }) });
+      try {
+        await w.add(3);
+        const got = keys.map(() => [] as string[]);
+        const subs: Results[] = [];
+        for (const [i, key] of keys.entries()) {
+          const m = member(got[i]!);
+          const sub = (await fanout.subscribe({ ...w.liveArgs, variableValues: { after: w.cursorOf(1) } }, key, m.member, { liveArgs: w.liveArgs })) as Results;
+          m.attach(sub);
+          subs.push(sub);
+        }
+        await waitUntil(() => got.every((g) => g.length === 2) && w.live.alarmStreams() === fanout.groupCount());
+        for (const g of got) assert.deepEqual(g, ['a2', 'a3']);
+        assert.equal(w.executions(), executions);
+        await Promise.all(subs.map((s) => s.return(undefined)));
+      } finally {
+        await w.tailer.stop();
+      }
+    }
+  });
+
   test('opens the group itself when none is open, and the group closes when it leaves', async () => {
     const w = world();
     const fanout = createSubscriptionFanout({ maxPending: 50, slowAfterMs: 1000 });

@@ -223,6 +223,42 @@ describe('alarms', () => {
     await settle(live, resumed);
   });
 
+  test("executes a replayed alarm once for all of a user's subscriptions resuming from the same cursor (a reconnect storm), each getting every alarm once and in order", async () => {
+    const live = subscribe(client(owner.token), AlarmEventsDocument, { deviceIds: [one.device.id] });
+    await subscriptionsRunning(t.app, 1);
+    await raise(one.provisioned);
+    await raise(one.provisioned);
+    const [first, second] = await live.received(2);
+    // Alarm.device is read per execution: count those reads while everyone replays.
+    let deviceReads = 0;
+    const stop = t.app.db.observeStatements((sql) => void (sql.startsWith('select "devices"."id", "devices"."serial"') && deviceReads++));
+    const started = Date.now();
+    const resumed: Array<ReturnType<typeof subscribe<AlarmEventsSubscription, Record<string, unknown>>>> = [];
+    try {
+      // The user's other three connections (the cap of this file), three subscriptions each (the
+      // cap), one after the other: no two replays share a read that happens to run at once.
+      for (let i = 0; i < 3; i++) {
+        const c = client(owner.token);
+        for (let j = 0; j < 3; j++) {
+          const r = subscribe(c, AlarmEventsDocument, { deviceIds: [one.device.id], after: first!.alarms.cursor });
+          resumed.push(r);
+          assert.deepEqual((await r.received(1)).map((e) => [e.alarms.id, e.alarms.device.id]), [[second!.alarms.id, one.device.id]]);
+        }
+      }
+    } finally {
+      stop();
+    }
+    // At most one read per reuse window (1 s) however many subscribers replay (a slow machine gets more windows, not a failure).
+    const windows = Math.floor((Date.now() - started) / 1000) + 1;
+    assert.ok(deviceReads <= windows, `${deviceReads} device reads for 9 subscribers replaying one alarm in ${windows} s`);
+    await waitFor(async () => t.app.services.live.alarmStreams() === 1, 5000, 'all joined the group');
+    await raise(one.provisioned);
+    const [third] = (await live.received(3)).slice(2);
+    for (const r of resumed) assert.deepEqual((await r.received(2)).map((e) => e.alarms.id), [second!.alarms.id, third!.alarms.id]);
+    for (const r of [live, ...resumed]) assert.deepEqual(r.errors, []);
+    await settle(live, ...resumed);
+  });
+
   test('delivers a burst larger than its buffer exactly once and in order by catching up from the database', async () => {
     const c = client(owner.token);
     const live = subscribe(c, AlarmCursorsDocument, {});

@@ -31,6 +31,14 @@ export interface FanoutOptions {
   slowAfterMs?: number;
   /** Called with +1/-1 as subscriptions start and end, and as groups open and close (metrics). */
   onCount?(what: 'subscriptions' | 'groups', delta: 1 | -1): void;
+  /**
+   * How long (default 1000 ms) the result of one event of a resumable group (alarms) is reused by
+   * the group's resumed members that replay the same event: in a reconnect storm the members of a
+   * group resume from the same cursor and replay the same alarms, and execute each once, not once
+   * per member. Nested data read during execution (the device's name and status) is then up to
+   * this old, as a queued group result may be. 0 turns it off.
+   */
+  reuseMs?: number;
 }
 
 /**
@@ -44,7 +52,7 @@ class MemberQueue implements AsyncGenerator<ExecutionResult, unknown, unknown> {
   private terminal: { failed: false } | { failed: true; err: unknown } | null = null;
   private done = false;
   /** While a resumed member hands over from its own replay to the group: the group's results, kept in order. */
-  held: { result: ExecutionResult; at: Position | null }[] | null = null;
+  held: { result: ExecutionResult; at: Position | null; serialise: () => Buffer | null }[] | null = null;
   /** The group's results up to here were delivered by the member's own replay: skipped. */
   skipUpTo: Position | null = null;
 
@@ -217,6 +225,16 @@ function visibleOnly(source: Results, onEnd: () => void): Results {
 /** `execute` of one source event, as graphql-js's `subscribe` maps it. */
 const executeEvent = (args: ExecutionArgs, event: unknown) => execute({ ...args, rootValue: event });
 
+/** Executions kept for reuse at most (each a result and its bytes, well under a KiB for an alarm). */
+const MAX_REUSED_EXECUTIONS = 10_000;
+
+/** One event's execution for a group key, shared while it is fresh; its bytes serialised once. */
+interface SharedExecution {
+  until: number;
+  result: Promise<ExecutionResult>;
+  serialised?: Buffer | null;
+}
+
 /**
  * Subscription fan-out for graphql-ws's `subscribe` option. Subscribers that share a group key
  * (same document, variables, operation name and caller identity with its API-key scopes) share ONE
@@ -224,8 +242,9 @@ const executeEvent = (args: ExecutionArgs, event: unknown) => execute({ ...args,
  * same bytes go to every member's socket (`FanoutMember.deliver`); a member without `deliver`, or
  * busy, gets the ExecutionResult object through graphql-ws.
  *
- * Resumed subscriptions (`alarms(after:)`, see `subscribe`'s `resume`) replay alone, executing
- * their replayed events themselves, and join the group of the same subscription without `after`
+ * Resumed subscriptions (`alarms(after:)`, see `subscribe`'s `resume`) replay alone (an event
+ * the group or another member replaying it executed less than `reuseMs` ago is not executed
+ * again), and join the group of the same subscription without `after`
  * once their replay has caught up; the handover keeps every event once and in order (the
  * positions of HandoverFeed in src/streams/live/live.service.ts). A reconnect storm then costs
  * one execution per event per group, not per subscriber.
@@ -240,7 +259,55 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
   const maxPending = opts.maxPending ?? 1000;
   const slowAfterMs = opts.slowAfterMs ?? 5000;
   const count = opts.onCount ?? (() => {});
+  const reuseMs = opts.reuseMs ?? 1000;
   const groups = new Map<string, Group>();
+  /** By group key and event (its JSON: every field execution reads from it), oldest first. */
+  const executions = new Map<string, SharedExecution>();
+  /** Resumed members still replaying, by group key: only while there are any does a group keep its executions for them. */
+  const replaying = new Map<string, number>();
+  let releasing = false;
+
+  /** Once nobody replays, what is kept expires within `reuseMs`: let it go then (an idle node holds no results). */
+  function releaseExecutions() {
+    if (releasing || replaying.size > 0 || executions.size === 0) return;
+    releasing = true;
+    setTimeout(() => {
+      releasing = false;
+      if (replaying.size === 0) executions.clear();
+    }, reuseMs).unref();
+  }
+
+  /**
+   * The execution of `event` for the group `key` (on the group's arguments `args`), reused while
+   * fresh: the same event with the same document, variables and caller visibility gives the same
+   * result, as it does for a group's members.
+   */
+  function executeShared(key: string, args: ExecutionArgs, event: unknown): SharedExecution {
+    let eventKey: string | undefined;
+    try {
+      eventKey = reuseMs > 0 ? JSON.stringify(event) : undefined;
+    } catch {
+      eventKey = undefined;
+    }
+    const run = () => Promise.resolve().then(() => executeEvent(args, event));
+    if (eventKey === undefined) return { until: 0, result: run() };
+    const now = Date.now();
+    for (const [k, e] of executions) {
+      if (e.until > now && executions.size < MAX_REUSED_EXECUTIONS) break;
+      executions.delete(k);
+    }
+    const id = `${key}\0${eventKey}`;
+    const hit = executions.get(id);
+    if (hit && hit.until > now) return hit;
+    const entry: SharedExecution = { until: now + reuseMs, result: run() };
+    executions.set(id, entry);
+    // A failure is not shared: the next member executes again.
+    entry.result.catch(() => executions.get(id) === entry && executions.delete(id));
+    return entry;
+  }
+
+  /** The bytes of a shared execution's result (none when it has errors: those take graphql-ws's hooks). */
+  const serialisedOf = (e: SharedExecution, result: ExecutionResult) => () => (e.serialised ??= result.errors?.length ? null : serialiseResult(result));
 
   function closeGroup(group: Group) {
     if (group.closed) return;
@@ -292,7 +359,7 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
     const serialise = () => (serialised ??= result.errors?.length ? null : serialiseResult(result));
     for (const m of [...group.members]) {
       if (m.held) {
-        m.held.push({ result, at });
+        m.held.push({ result, at, serialise });
         continue;
       }
       if (m.skipUpTo && at) {
@@ -315,7 +382,8 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
         if (group.closed) break;
         const r = await source.next();
         if (r.done) break;
-        const result = await executeEvent(group.args, r.value);
+        // Resumable groups (alarms) share executions with their members' replays.
+        const result = await (group.feed && replaying.has(group.key) ? executeShared(group.key, group.args, r.value).result : executeEvent(group.args, r.value));
         if (isInvisible(result)) continue;
         deliverAll(group, result, group.feed?.positionOf(r.value) ?? null);
       }
@@ -375,22 +443,34 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
   }
 
   /**
-   * A resumed subscription: its own source replays and its events are executed for it alone; once
-   * the replay has caught up it joins the group of `key` (opened on `liveArgs` when none is open)
-   * at the group's position, its own source ends there, and the group's results after where the
+   * A resumed subscription: its own source replays, its events executed as the group would
+   * execute them (shared with the group and with other members replaying the same event while
+   * fresh, `executeShared`); once the replay has caught up it joins the group of `key` (opened
+   * on `liveArgs` when none is open) at the group's position, its own source ends there, and the group's results after where the
    * own source ended follow, held meanwhile.
    */
-  function resumeAlone(args: ExecutionArgs, source: Source, feed: HandoverFeed | null, key: string, liveArgs: ExecutionArgs, member: FanoutMember): MemberQueue {
+  function resumeAlone(source: Source, feed: HandoverFeed | null, key: string, liveArgs: ExecutionArgs, member: FanoutMember): MemberQueue {
     let closed = false;
     let room = () => {};
     let group: Group | null = null;
     let leaveGroup: (() => void) | null = null;
     let endedAt: Promise<Position> | null = null;
     count('subscriptions', 1);
+    replaying.set(key, (replaying.get(key) ?? 0) + 1);
+    let replayDone = false;
+    const doneReplaying = () => {
+      if (replayDone) return;
+      replayDone = true;
+      const n = (replaying.get(key) ?? 1) - 1;
+      if (n > 0) replaying.set(key, n);
+      else replaying.delete(key);
+      releaseExecutions();
+    };
     const queue: MemberQueue = new MemberQueue(
       member,
       () => {
         closed = true;
+        doneReplaying();
         count('subscriptions', -1);
         room();
         leaveGroup?.();
@@ -431,10 +511,11 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
           if (closed) break;
           const r = await source.next();
           if (r.done) break;
-          const result = await executeEvent(args, r.value);
+          // Executed as the group would (`liveArgs`: `after` feeds only the source), once for every member replaying it.
+          const shared = executeShared(key, liveArgs, r.value);
+          const result = await shared.result;
           if (isInvisible(result)) continue;
-          let serialised: Buffer | null | undefined;
-          deliverTo(queue, result, () => (serialised ??= result.errors?.length ? null : serialiseResult(result)));
+          deliverTo(queue, result, serialisedOf(shared, result));
         }
         await joining;
         if (closed) return;
@@ -450,11 +531,12 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
         for (const h of held) {
           if (h.at && queue.skipUpTo && comparePositions(h.at, queue.skipUpTo) <= 0) continue;
           queue.skipUpTo = null;
-          let serialised: Buffer | null | undefined;
-          deliverTo(queue, h.result, () => (serialised ??= h.result.errors?.length ? null : serialiseResult(h.result)));
+          deliverTo(queue, h.result, h.serialise);
         }
       } catch (err) {
         queue.fail(err);
+      } finally {
+        doneReplaying();
       }
     })();
     return queue;
@@ -478,7 +560,7 @@ export function createSubscriptionFanout(opts: FanoutOptions = {}) {
       if (resume) {
         const source = await createSourceEventStream(args);
         if (!isAsyncIterable<AsyncIterable<unknown>>(source)) return source;
-        return resumeAlone(args, source as Source, handoverOf(source), key, resume.liveArgs, member);
+        return resumeAlone(source as Source, handoverOf(source), key, resume.liveArgs, member);
       }
       const group = await groupFor(key, args);
       if (!('members' in group)) return group;
