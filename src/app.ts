@@ -105,7 +105,7 @@ function createLogger(config: Config): Logger {
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<App> {
   const clock = overrides.clock ?? (() => new Date());
   const log = overrides.logger ?? createLogger(config);
-  const redisPrefix = overrides.redisPrefix ?? 'vigil:';
+  const redisPrefix = overrides.redisPrefix ?? config.redisPrefix;
   const metrics = createMetrics();
 
   const dbHandle = await openDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });

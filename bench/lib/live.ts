@@ -24,8 +24,17 @@ export const freshDatabase = (base: string) => scratchDatabase(base, 'vigil_benc
 /** Gateway processes sharing `env` and one signing key and operator token; the first starts alone (it migrates). */
 export async function startNodes(names: string[], env: Record<string, string>): Promise<{ nodes: GatewayProcess[]; adminToken: string }> {
   const secrets = clusterSecrets();
-  // Benchmarks register many accounts from one address; limits shared through Redis would stop them.
-  const shared = { REGISTER_MAX_PER_IP: '10000', BIND_MAX_PER_SOURCE: '100000', HTTP_RATE_PER_IP: '100000', ...secrets, ...env, LOG_LEVEL: 'info' };
+  // Benchmarks register many accounts and bind many devices from one address: raised limits, and
+  // counters of their own in Redis (a day-long count from an earlier run must not stop this one).
+  const shared = {
+    REGISTER_MAX_PER_IP: '10000',
+    BIND_MAX_PER_SOURCE: '100000',
+    HTTP_RATE_PER_IP: '100000',
+    REDIS_PREFIX: `vigil-bench:${randomBytes(4).toString('hex')}:`,
+    ...secrets,
+    ...env,
+    LOG_LEVEL: 'info',
+  };
   const nodes: GatewayProcess[] = [await startGateway(names[0]!, shared)];
   nodes.push(...(await Promise.all(names.slice(1).map((n) => startGateway(n, shared)))));
   return { nodes, adminToken: secrets.ADMIN_TOKEN! };
