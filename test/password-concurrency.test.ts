@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { readdir, readFile } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { LoginDocument, RegisterDocument } from './generated/graphql';
@@ -116,6 +117,22 @@ test('a hash computed in the worker verifies on the main thread and back', async
   configureHashing({ concurrency: 1, maxWaiting: 64 });
   assert.equal(await verifyPassword(onMain, 'Copper-Lantern-Meadow-38'), true);
   assert.equal(await verifyPassword(onMain, 'Violet-Harbor-Quartz-71'), false);
+});
+
+test('a process waits for its hashes in the workers, and exits by itself once they are done', async () => {
+  const hasher = new URL('../src/lib/argon2-hasher.ts', import.meta.url).href;
+  const script = `
+    const { configureHashing, argon2Hash, argon2Verify } = await import(${JSON.stringify(hasher)});
+    configureHashing({ concurrency: 1, maxWaiting: 8 });
+    console.log(await argon2Verify(await argon2Hash('Copper-Lantern-Meadow-38'), 'Copper-Lantern-Meadow-38'));`;
+  // The timeout only bounds a hung child; it fails the test rather than measuring anything.
+  const dir = await mkdtemp(path.join(tmpdir(), 'vigil-hasher-'));
+  await writeFile(path.join(dir, 'hash-once.mts'), script);
+  const child = spawnSync(process.execPath, ['--import', 'tsx', path.join(dir, 'hash-once.mts')], { encoding: 'utf8', timeout: 60_000 });
+  await rm(dir, { recursive: true, force: true });
+  assert.equal(child.signal, null, 'the child was still running: an idle worker kept it alive');
+  assert.equal(child.stdout.trim(), 'true', `the child exited before its hashes were answered: ${child.stderr}`);
+  assert.equal(child.status, 0);
 });
 
 test('the default bound is one per spare core, below libuv pool size', () => {

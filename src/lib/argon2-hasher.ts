@@ -68,13 +68,13 @@ function retire(w: HashWorker) {
 
 function spawnWorker(): HashWorker {
   const w: HashWorker = { thread: new Worker(new URL('./argon2-worker.mjs', import.meta.url)), jobs: new Map(), retired: false };
-  w.thread.unref(); // an idle hasher never keeps the process alive
   w.thread.on('message', (m: { id: number; value?: unknown; error?: string }) => {
     const job = w.jobs.get(m.id);
     if (!job) return;
     w.jobs.delete(m.id);
     if (m.error !== undefined) job.reject(new Error(m.error));
     else job.resolve(m.value);
+    if (w.jobs.size === 0) w.thread.unref();
     if (w.retired && outstanding(w) === 0) void w.thread.terminate();
   });
   const fail = (err: Error) => {
@@ -84,6 +84,9 @@ function spawnWorker(): HashWorker {
   };
   w.thread.on('error', fail);
   w.thread.on('exit', (code) => fail(new Error(`argon2 worker exited (${code})`)));
+  // An idle hasher never keeps the process alive; a busy one does, until its answers are in. (Set
+  // after the listeners: adding a 'message' listener refs the worker again.)
+  w.thread.unref();
   return w;
 }
 
@@ -136,6 +139,7 @@ async function run<T>(job: WorkerJob, direct: () => Promise<T>): Promise<T> {
   if (!w) throw hasherBusy();
   const id = ++nextJobId;
   const answer = new Promise<T>((resolve, reject) => w.jobs.set(id, { resolve: resolve as (v: unknown) => void, reject }));
+  w.thread.ref();
   w.thread.postMessage({ id, ...job });
   return answer;
 }
