@@ -7,7 +7,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { accessTokenSigner, deriveSecretKey, loadSigningKey } from './accounts/access-tokens';
 import { createApiKeyService } from './accounts/api-key.service';
 import { createAuthService } from './accounts/auth.service';
-import { setHashConcurrency } from './accounts/password';
+import { configureHashing } from './accounts/password';
 import { createPasswordResetService } from './accounts/password-reset.service';
 import { aesGcmSecretBox, createSecondFactorVerifier, createTotpService } from './accounts/totp.service';
 import type { Config } from './config';
@@ -144,7 +144,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     bus = createEventBus();
   }
 
-  setHashConcurrency(config.argon2Concurrency);
+  configureHashing({ concurrency: config.argon2Concurrency, maxWaiting: config.argon2MaxWaiting });
   const signingKey = await loadSigningKey(config.jwtPrivateKey, config.dataDir);
   const signer = accessTokenSigner(signingKey, config.accessTokenTtlS, clock);
   const limiters = limiterFactory(redis, redisPrefix);

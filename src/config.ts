@@ -74,12 +74,23 @@ const envSchema = z.object({
   WS_GROUPING: z.enum(['true', 'false', '1', '0']).default('true').transform((v) => v === 'true' || v === '1'),
   GRAPHQL_EXECUTOR: z.enum(['jit', 'graphql-js']).default('jit'),
   ARGON2_CONCURRENCY: z.coerce.number().int().min(0).max(64).optional(),
+  ARGON2_MAX_WAITING: z.coerce.number().int().min(0).max(10_000).default(64),
+  // Read by libuv itself at start-up; here only to size the default argon2 bound.
+  UV_THREADPOOL_SIZE: z.coerce.number().int().min(1).max(1024).optional().catch(undefined),
   CONSOLE: z.enum(['on', 'off']).default('on'),
   RECLAIM_WINDOW_S: positiveInt.default(7 * 86_400),
   TRUST_PROXY: z.enum(['true', 'false', '1', '0']).default('false').transform((v) => v === 'true' || v === '1'),
 });
 
 export type Env = z.infer<typeof envSchema>;
+
+/**
+ * The default bound on argon2 hashes computed at once: one per spare core (a core is left to the
+ * event loop that serves queries), and one thread fewer than libuv's pool (default 4), where the
+ * hashes run beside file, DNS and crypto work, so that work always finds a free thread. With the
+ * default pool: 1 core -> 1, 2 -> 1, 4 -> 3, 16 -> 3 (15 with UV_THREADPOOL_SIZE=16 or more).
+ */
+export const defaultArgon2Concurrency = (cores: number, uvThreadpoolSize: number) => Math.max(1, Math.min(cores - 1, uvThreadpoolSize - 1));
 
 export interface Config {
   port: number;
@@ -162,10 +173,12 @@ export interface Config {
   /** How HTTP queries execute: compiled by graphql-jit (default), or graphql-js's interpreter. */
   graphqlExecutor: 'jit' | 'graphql-js';
   /**
-   * Password hashes computed at once. Default: one per CPU, so a login storm leaves the event loop
-   * its share of the machine (S6); 0: as many as libuv's thread pool runs.
+   * argon2 hashes (passwords, label codes) computed at once; default `defaultArgon2Concurrency()`;
+   * 0: as many as libuv's thread pool runs.
    */
   argon2Concurrency: number;
+  /** argon2 hashes waiting for a slot; past that, RATE_LIMITED at once (never an unbounded queue). */
+  argon2MaxWaiting: number;
   accessTokenTtlS: number;
   refreshTokenTtlS: number;
   alarmQuietEndS: number;
@@ -240,7 +253,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     trustProxy: e.TRUST_PROXY,
     wsGrouping: e.WS_GROUPING,
     graphqlExecutor: e.GRAPHQL_EXECUTOR,
-    argon2Concurrency: e.ARGON2_CONCURRENCY ?? os.availableParallelism(),
+    argon2Concurrency: e.ARGON2_CONCURRENCY ?? defaultArgon2Concurrency(os.availableParallelism(), e.UV_THREADPOOL_SIZE ?? 4),
+    argon2MaxWaiting: e.ARGON2_MAX_WAITING,
     accessTokenTtlS: e.ACCESS_TOKEN_TTL_S,
     refreshTokenTtlS: e.REFRESH_TOKEN_TTL_S,
     alarmQuietEndS: e.ALARM_QUIET_END_S,

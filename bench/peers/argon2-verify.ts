@@ -1,6 +1,7 @@
 // S6 baseline: raw argon2id verification in a plain process (no HTTP, no database), at the
-// parameters passwords use (src/accounts/password.ts). GET /run?ms=3000&concurrency=4 keeps that
-// many verifications in flight for that long and answers {"verified": n, "elapsedMs": t}.
+// parameters passwords use (src/lib/argon2-hasher.ts), on libuv's thread pool as Vigil's hasher.
+// GET /run?ms=3000&concurrency=1 keeps that many verifications in flight for that long (S6 asks
+// for Vigil's bound, ARGON2_CONCURRENCY) and answers {"verified": n, "elapsedMs": t}.
 import { createServer } from 'node:http';
 import argon2 from 'argon2';
 import { ARGON2_OPTIONS } from '../../src/accounts/password';

@@ -11,7 +11,7 @@ import { AccountError } from './account.errors';
 import type { AccessTokenSigner } from './access-tokens';
 import type { Caller } from './caller';
 import { requireSessionCaller } from './caller';
-import { assertPasswordPolicy, hashPassword, passwordNeedsRehash, PASSWORD_MAX, verifyPassword } from './password';
+import { assertPasswordPolicy, hashingAccepts, hashPassword, passwordNeedsRehash, PASSWORD_MAX, verifyPassword } from './password';
 
 export type UserRow = typeof tables.users.$inferSelect;
 
@@ -178,6 +178,14 @@ export function createAuthService(deps: AuthServiceDeps) {
   }
 
   /**
+   * Refuses (RATE_LIMITED) before anything is looked up or charged when the hash queue is full: the
+   * same answer whether or not the account exists, and not counted as a guess.
+   */
+  function assertHasherAccepts() {
+    if (!hashingAccepts()) throw CommonError.rateLimited(1);
+  }
+
+  /**
    * Charges one password attempt against `accountKey` from `meta.ip` before the password is
    * checked, so parallel guesses cannot slip past; a failure needs no further call. Throws
    * RATE_LIMITED when the source is over its budget, when this (account, source) must still wait,
@@ -233,6 +241,7 @@ export function createAuthService(deps: AuthServiceDeps) {
    */
   async function confirmPassword(userId: string, password: unknown, meta: RequestMeta): Promise<UserRow> {
     const value = parseInput(passwordInput, password);
+    assertHasherAccepts();
     // No known-source pass here: the caller holds a session, and a stolen one is exactly the case
     // to stop. The owner's way past the ceiling is a reset, which also ends the stolen session.
     const attempt = await chargeAttempt(`user:${userId}`, meta, async () => false);
@@ -267,6 +276,7 @@ export function createAuthService(deps: AuthServiceDeps) {
 
     async login(input: unknown, meta: RequestMeta): Promise<AuthResult> {
       const v = parseInput(loginInput, input);
+      assertHasherAccepts();
       const accountKey = `${v.login.kind}:${v.login.value}`;
       const user = await findUserByLogin(db, v.login);
       // An unknown login is never a known source: refused past the ceiling just like a real one.

@@ -330,7 +330,13 @@ export function createDeviceService(deps: DeviceServiceDeps) {
     const refund = await chargeBindAttempt(serial, c.userId, meta.ip);
     const device = await store.findDeviceForBinding(db, serial);
     // A malformed code cannot match anything; it needs no hashing to say so and reveals nothing about the serial.
-    const ok = /^[A-Z]{6}$/.test(verificationCode) && (await verifyLabelCode(device?.verificationCodeHash ?? null, verificationCode));
+    let ok: boolean;
+    try {
+      ok = /^[A-Z]{6}$/.test(verificationCode) && (await verifyLabelCode(device?.verificationCodeHash ?? null, verificationCode));
+    } catch (err) {
+      await refund(); // refused by a full hash queue: not a guess
+      throw err;
+    }
     if (!ok || !device) throw new DeviceError('INVALID_VERIFICATION_CODE', 'The serial or the verification code is wrong');
     // A right code is not a guess: it does not count against the limits.
     await refund();

@@ -1,6 +1,5 @@
-import argon2 from 'argon2';
 import { z } from 'zod';
-import { ARGON2_OPTIONS, verifyPassword } from '../../accounts/password';
+import { hashPassword, verifyPassword } from '../../accounts/password';
 import type { Db } from '../../db/index';
 import { parseInput } from '../../lib/validate';
 import { randomLetters, randomToken, sha256 } from '../../lib/secrets';
@@ -38,13 +37,14 @@ export const ingestTokenHash = (ingestToken: string) => sha256(ingestToken);
 /**
  * The label code is low-entropy (26^6 ≈ 3·10^8), so it gets argon2id like a password: a leaked
  * table does not give the codes away. The device key and the ingest token are 256-bit random
- * strings, for which SHA-256 is enough.
+ * strings, for which SHA-256 is enough. Through the server's one bounded hasher, like passwords;
+ * throws RATE_LIMITED when its queue is full.
  */
-export const hashLabelCode = (code: string) => argon2.hash(code, ARGON2_OPTIONS);
+export const hashLabelCode = (code: string) => hashPassword(code);
 
 /**
  * Checks a label code against its hash, or against a dummy hash when `hash` is null (unknown
- * serial), so both cost the same argon2 work. Never throws.
+ * serial), so both cost the same argon2 work. Throws only RATE_LIMITED, when the hash queue is full.
  */
 export const verifyLabelCode = (hash: string | null, code: string) => verifyPassword(hash, code);
 
