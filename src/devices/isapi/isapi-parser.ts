@@ -213,9 +213,10 @@ export function parseAlertXml(text: string): IsapiAlert {
   const lt = s.indexOf('<');
   if (lt < 0) throw new IsapiParseError('malformed-xml', 'no markup');
   const markup = lt > 0 ? s.slice(lt) : s;
-  if (!rootClosed(markup)) throw new IsapiParseError('truncated', 'the root element is not closed');
+  // A flat alert ends with its root's end tag (flatAlert checks it), so only the rest needs the scan.
   const flat = flatAlert(markup);
   if (flat) return buildAlert(flat);
+  if (!rootClosed(markup)) throw new IsapiParseError('truncated', 'the root element is not closed');
   // Real alerts are a few KiB: repair them up front. For huge bodies the repair
   // would multiply the parser's work (every bare & becomes &amp;), and the
   // parser already keeps an & that starts no known entity, so repair only if
