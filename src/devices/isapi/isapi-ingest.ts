@@ -195,7 +195,14 @@ export function isapiIngest(opts: IsapiIngestOptions) {
     ? new Counter({ name: 'vigil_isapi_posts_total', help: 'ISAPI alarm-host posts by outcome', labelNames: ['outcome'] as const, registers: [opts.metricsRegistry] })
     : undefined;
   type Outcome = RecordOutcome | 'heartbeat' | 'ignored' | 'bad-request' | 'too-large' | 'unavailable' | 'timeout' | 'too-many' | 'overloaded';
-  const count = (outcome: Outcome) => posts?.inc({ outcome });
+  // One labelled child per outcome, looked up once: every post counts.
+  const counters = new Map<Outcome, { inc(): void }>();
+  const count = (outcome: Outcome) => {
+    if (!posts) return;
+    let c = counters.get(outcome);
+    if (!c) counters.set(outcome, (c = posts.labels({ outcome })));
+    c.inc();
+  };
 
   const tokenCache = new Map<string, { deviceId: string; at: number }>();
   async function deviceForToken(token: string): Promise<string | null> {
