@@ -274,6 +274,9 @@ export function isapiIngest(opts: IsapiIngestOptions) {
   }
 
   return async function plugin(app: FastifyInstance) {
+    // No per-request child logger (a pino child per post costs more than the door's own bookkeeping):
+    // the door logs through `log`, each line naming its device and, for failures, the request id.
+    app.setChildLoggerFactory((logger) => logger);
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', (request, payload, done) => readBody(request, payload, done as (err: Error | null, body?: Buffer) => void));
 
@@ -292,7 +295,7 @@ export function isapiIngest(opts: IsapiIngestOptions) {
         count('bad-request');
         return text(reply, error.statusCode, 'Bad Request\n');
       }
-      request.log.error({ err: error }, 'ISAPI ingest failed');
+      log.error({ err: error, reqId: request.id, deviceId: request.isapi?.deviceId }, 'ISAPI ingest failed');
       return text(reply, 500, 'Internal Server Error\n');
     });
 
