@@ -199,6 +199,34 @@ describe('ISAPI alarm host: what is not an alarm', () => {
   });
 });
 
+describe('ISAPI alarm host: metrics', () => {
+  /** vigil_isapi_posts_total by outcome, read from /metrics. */
+  async function postsByOutcome(): Promise<Map<string, number>> {
+    const text = await (await fetch(`${t.url}/metrics`)).text();
+    return new Map([...text.matchAll(/^vigil_isapi_posts_total\{outcome="([^"]+)"\} (\S+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
+  }
+
+  test('counts every post under its own outcome when alarms, repeats, heartbeats and undecodable bodies arrive', async () => {
+    const d = await boundDevice();
+    const before = await postsByOutcome();
+    const posts: Array<[string, number]> = [
+      ['vmd.xml', 200],
+      ['vmd.xml', 200],
+      ['heartbeat-subscription.xml', 200],
+      ['test-notification.xml', 200],
+    ];
+    for (const [file, status] of posts) assert.equal((await isapiPost(t.url, d.ingestPath, fixture(file), XML)).status, status, file);
+    assert.equal((await isapiPost(t.url, d.ingestPath, '<EventNotificationAlert><channelID>1</channelID></EventNotificationAlert>', XML)).status, 400);
+    const after = await postsByOutcome();
+    const grew = (outcome: string) => (after.get(outcome) ?? 0) - (before.get(outcome) ?? 0);
+    assert.equal(grew('created'), 1);
+    assert.equal(grew('coalesced') + grew('duplicate'), 1, 'the repeat updates the open alarm (or is its retry)');
+    assert.equal(grew('heartbeat'), 1);
+    assert.equal(grew('ignored'), 1);
+    assert.equal(grew('bad-request'), 1);
+  });
+});
+
 describe('ISAPI alarm host: refusals', () => {
   test('answers the same 404 for an unknown token, a malformed one, another method or another path', async () => {
     const d = await boundDevice();

@@ -3,7 +3,7 @@
 // alarm row, one insert per statement, at the same concurrency (bench/peers/raw-insert.ts).
 // Every Vigil post is a new alarm (its own channel); a 200 means committed. Afterwards the rows in
 // the database are counted against the posts answered 200.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -16,6 +16,11 @@ import { freshDatabase, startNodes } from '../lib/live';
 
 const CONCURRENCY = 32;
 const DEVICES = 100;
+
+function gatewayNodeOptions(): Record<string, string> {
+  const options = [process.env.BENCH_CPU_PROF ? '--import ./bench/lib/cpu-prof-hook.mjs' : '', process.env.BENCH_GATEWAY_NODE_OPTIONS ?? ''].join(' ').trim();
+  return options ? { NODE_OPTIONS: options } : {};
+}
 
 
 /** Starts one run of a load child (SIGUSR2) and waits for its next `RESULT {...}` line. */
@@ -65,6 +70,36 @@ export async function seedDevices(databaseUrl: string, n: number, tag: string) {
   }
 }
 
+/**
+ * CPU seconds used so far by the Postgres backends serving `database` (their process title names
+ * it), 0 when the server's processes are not visible here. Backends that exited are not counted,
+ * so both sides keep their connections open across rounds.
+ */
+function databaseBackendCpuSeconds(database: string): number {
+  let total = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const title = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (title.startsWith('postgres: ') && title.includes(` ${database} `)) total += cpuSecondsOf(Number(entry));
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return total;
+}
+
+/** CPU per post (µs) of each process involved in one side's round, e.g. `gateway 130, load 40, db 90`. */
+function cpuShare(parts: Array<[string, number[]]>): string {
+  return parts.map(([name, us]) => `${name} ${Math.round(median(us))}`).join(', ');
+}
+
+/** The gateway's `vigil_db_statements_total` (BEGIN/COMMIT not counted). */
+async function statementsOf(base: string): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  return Number(/^vigil_db_statements_total (\S+)/m.exec(text)?.[1] ?? NaN);
+}
+
 async function countAlarms(databaseUrl: string, deviceIds: string[]): Promise<number> {
   const handle = await openDb({ databaseUrl, dataDir: ':memory:', poolSize: 1 });
   try {
@@ -92,6 +127,9 @@ const scenario: Scenario = {
         DATABASE_URL: db.url,
         NODE_ENV: 'production',
         REDIS_URL: '',
+        // BENCH_CPU_PROF=<dir>: a CPU profile of the gateway, written when it exits (the hook, since
+        // node refuses --cpu-prof in NODE_OPTIONS); BENCH_GATEWAY_NODE_OPTIONS reaches the gateway only.
+        ...gatewayNodeOptions(),
       }));
       const ours = await seedDevices(db.url, DEVICES, 's8-vigil');
       const theirs = await seedDevices(db.url, DEVICES, 's8-raw');
@@ -109,6 +147,11 @@ const scenario: Scenario = {
 
       const cpuMsPerPost: number[] = [];
       const p99s: number[] = [];
+      const dbName = new URL(db.url).pathname.slice(1);
+      // µs of CPU per post stored, per process, per round: where each side's machine time goes.
+      const usPerPost = { gateway: [] as number[], load: [] as number[], vigilDb: [] as number[], raw: [] as number[], rawDb: [] as number[] };
+      const perPost = (seconds: number, posts: number) => (seconds * 1e6) / Math.max(1, posts);
+      const statementsPerPost: number[] = [];
       const results = await alternate(
         ctx,
         [
@@ -116,8 +159,15 @@ const scenario: Scenario = {
             name: 'Vigil',
             async measure() {
               const cpu0 = cpuSecondsOf(gateway!.proc.pid!);
+              const load0 = cpuSecondsOf(vigilLoad!.pid);
+              const db0 = databaseBackendCpuSeconds(dbName);
+              const st0 = await statementsOf(gateway!.url);
               const r = await runOnce(vigilLoad!, durationMs + 30_000);
               const cpu = cpuSecondsOf(gateway!.proc.pid!) - cpu0;
+              usPerPost.gateway.push(perPost(cpu, r.ok));
+              usPerPost.load.push(perPost(cpuSecondsOf(vigilLoad!.pid) - load0, r.ok));
+              usPerPost.vigilDb.push(perPost(databaseBackendCpuSeconds(dbName) - db0, r.ok));
+              statementsPerPost.push(((await statementsOf(gateway!.url)) - st0) / Math.max(1, r.ok));
               answered += r.ok;
               cpuMsPerPost.push((cpu * 1000) / Math.max(1, r.ok));
               p99s.push(r.p99);
@@ -128,7 +178,11 @@ const scenario: Scenario = {
           {
             name: 'raw',
             async measure() {
+              const raw0 = cpuSecondsOf(rawLoad!.pid);
+              const db0 = databaseBackendCpuSeconds(dbName);
               const r = await runOnce(rawLoad!, durationMs + 30_000);
+              usPerPost.raw.push(perPost(cpuSecondsOf(rawLoad!.pid) - raw0, r.ok));
+              usPerPost.rawDb.push(perPost(databaseBackendCpuSeconds(dbName) - db0, r.ok));
               return r.ok / (r.elapsedMs / 1000);
             },
           },
@@ -153,6 +207,9 @@ const scenario: Scenario = {
             `${ctx.rounds} rounds of ${durationMs / 1000} s, ${DEVICES} devices each side, every post a new alarm (insert); ` +
             `rows in the database ${stored} vs posts answered 200 ${answered}${consistent ? ' (equal)' : ' (MISMATCH)'}; ` +
             `gateway CPU ${median(cpuMsPerPost).toFixed(2)} ms/post, post p99 ${median(p99s).toFixed(1)} ms; ` +
+            `CPU µs per post: Vigil ${cpuShare([['gateway', usPerPost.gateway], ['load client', usPerPost.load], ['Postgres backends', usPerPost.vigilDb]])}; ` +
+            `raw ${cpuShare([['insert loop', usPerPost.raw], ['Postgres backends', usPerPost.rawDb]])}; ` +
+            `${median(statementsPerPost).toFixed(2)} SQL statements per post (vigil_db_statements_total; raw: 1); ` +
             `load from a minimal keep-alive HTTP client process (bench/lib/isapi-load.ts).`,
         } satisfies ResultRow,
       ];

@@ -58,8 +58,78 @@ interface IsapiRequestState {
   decided: 'ok' | 'bad-request' | null;
   /** Set once the deadline (or the response's end) settled the request: nothing else may answer. */
   over: boolean;
-  /** Stops reading the body and drops what was read. */
-  stopReading?: () => void;
+  /** The body being read, until it is whole or refused: `stop()` stops reading and drops what was read. */
+  reader?: BodyReader;
+}
+
+/** Body bytes all ISAPI requests in flight on this node hold, against their budget. */
+interface BodyBudget {
+  held: number;
+  readonly max: number;
+}
+
+/**
+ * Reads one request's body whole, counting every chunk against the body limit and the node's
+ * budget (`st.bytes` is what the request holds; its close hook gives it back). A class rather
+ * than closures: the hot path then names no functions per request.
+ */
+class BodyReader {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private readonly onData = this.data.bind(this);
+  private readonly onEnd = this.end.bind(this);
+  private readonly onError = this.error.bind(this);
+
+  constructor(
+    private readonly st: IsapiRequestState,
+    private readonly payload: NodeJS.ReadableStream,
+    /** Content-Length, when the request declared one. */
+    private readonly declared: number | null,
+    private readonly limit: number,
+    private readonly budget: BodyBudget,
+    private readonly done: (err: Error | null, body?: Buffer) => void,
+  ) {}
+
+  start(): void {
+    this.st.reader = this;
+    this.payload.on('data', this.onData);
+    this.payload.on('end', this.onEnd);
+    this.payload.on('error', this.onError);
+    this.payload.resume();
+  }
+
+  /** Stops reading and drops what was read; nothing is answered. */
+  stop(): void {
+    this.payload.removeListener('data', this.onData);
+    this.payload.removeListener('end', this.onEnd);
+    this.payload.removeListener('error', this.onError);
+    if (this.st.reader === this) this.st.reader = undefined;
+    this.chunks = [];
+  }
+
+  private settle(err: Error | null, body?: Buffer): void {
+    this.stop();
+    if (!this.st.over) this.done(err, body);
+  }
+
+  private data(chunk: Buffer): void {
+    this.size += chunk.length;
+    this.st.bytes += chunk.length;
+    this.budget.held += chunk.length;
+    if (this.size > this.limit) return this.settle(new BodyTooLarge());
+    if (this.budget.held > this.budget.max) return this.settle(new Overloaded());
+    this.chunks.push(chunk);
+  }
+
+  private end(): void {
+    if (this.declared !== null && this.size !== this.declared) return this.settle(new Unreadable('body length differs from Content-Length'));
+    const body = Buffer.concat(this.chunks, this.size);
+    this.settle(null, body);
+  }
+
+  private error(err: Error): void {
+    this.settle(new Unreadable('body could not be read', { cause: err }));
+  }
 }
 
 declare module 'fastify' {
@@ -125,7 +195,14 @@ export function isapiIngest(opts: IsapiIngestOptions) {
     ? new Counter({ name: 'vigil_isapi_posts_total', help: 'ISAPI alarm-host posts by outcome', labelNames: ['outcome'] as const, registers: [opts.metricsRegistry] })
     : undefined;
   type Outcome = RecordOutcome | 'heartbeat' | 'ignored' | 'bad-request' | 'too-large' | 'unavailable' | 'timeout' | 'too-many' | 'overloaded';
-  const count = (outcome: Outcome) => posts?.inc({ outcome });
+  // One labelled child per outcome, looked up once: every post counts.
+  const counters = new Map<Outcome, { inc(): void }>();
+  const count = (outcome: Outcome) => {
+    if (!posts) return;
+    let c = counters.get(outcome);
+    if (!c) counters.set(outcome, (c = posts.labels({ outcome })));
+    c.inc();
+  };
 
   const tokenCache = new Map<string, { deviceId: string; at: number }>();
   async function deviceForToken(token: string): Promise<string | null> {
@@ -160,7 +237,7 @@ export function isapiIngest(opts: IsapiIngestOptions) {
   }
 
   const inFlight = new Map<string, number>();
-  let heldBytes = 0;
+  const budget: BodyBudget = { held: 0, max: budgetBytes };
 
   const text = (reply: FastifyReply, code: number, body: string) => reply.code(code).type('text/plain; charset=utf-8').send(body);
   const notFound = (reply: FastifyReply) => text(reply, 404, 'Not Found\n');
@@ -177,7 +254,7 @@ export function isapiIngest(opts: IsapiIngestOptions) {
     const st = request.isapi;
     if (!st || st.over || reply.sent) return;
     st.over = true;
-    st.stopReading?.();
+    st.reader?.stop();
     count('timeout');
     log.warn({ deviceId: st.deviceId, phase: st.phase, stored: st.stored?.outcome ?? null, deadlineMs }, 'ISAPI request deadline reached');
     if (st.stored || st.decided === 'ok') ok(reply);
@@ -190,49 +267,16 @@ export function isapiIngest(opts: IsapiIngestOptions) {
 
   /** Reads the whole body into memory, counting it against the body limit and the node's budget. */
   function readBody(request: FastifyRequest, payload: NodeJS.ReadableStream, done: (err: Error | null, body?: Buffer) => void) {
-    const st = request.isapi!;
     const declared = Number(request.headers['content-length']);
     if (Number.isFinite(declared) && declared > opts.bodyLimit) return done(new BodyTooLarge());
-    if (Number.isFinite(declared) && heldBytes + declared > budgetBytes) return done(new Overloaded());
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const cleanup = () => {
-      payload.removeListener('data', onData);
-      payload.removeListener('end', onEnd);
-      payload.removeListener('error', onError);
-      st.stopReading = undefined;
-    };
-    const settle = (err: Error | null, body?: Buffer) => {
-      cleanup();
-      if (err) chunks.length = 0;
-      if (!st.over) done(err, body);
-    };
-    function onData(chunk: Buffer) {
-      size += chunk.length;
-      st.bytes += chunk.length;
-      heldBytes += chunk.length;
-      if (size > opts.bodyLimit) return settle(new BodyTooLarge());
-      if (heldBytes > budgetBytes) return settle(new Overloaded());
-      chunks.push(chunk);
-    }
-    function onEnd() {
-      if (Number.isFinite(declared) && size !== declared) return settle(new Unreadable('body length differs from Content-Length'));
-      settle(null, Buffer.concat(chunks, size));
-    }
-    function onError(err: Error) {
-      settle(new Unreadable('body could not be read', { cause: err }));
-    }
-    st.stopReading = () => {
-      cleanup();
-      chunks.length = 0;
-    };
-    payload.on('data', onData);
-    payload.on('end', onEnd);
-    payload.on('error', onError);
-    payload.resume();
+    if (Number.isFinite(declared) && budget.held + declared > budget.max) return done(new Overloaded());
+    new BodyReader(request.isapi!, payload, Number.isFinite(declared) ? declared : null, opts.bodyLimit, budget, done).start();
   }
 
   return async function plugin(app: FastifyInstance) {
+    // No per-request child logger (a pino child per post costs more than the door's own bookkeeping):
+    // the door logs through `log`, each line naming its device and, for failures, the request id.
+    app.setChildLoggerFactory((logger) => logger);
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', (request, payload, done) => readBody(request, payload, done as (err: Error | null, body?: Buffer) => void));
 
@@ -244,14 +288,14 @@ export function isapiIngest(opts: IsapiIngestOptions) {
       }
       if (error instanceof Overloaded) {
         count('overloaded');
-        log.warn({ deviceId: request.isapi?.deviceId, heldBytes, budgetBytes }, 'ISAPI in-flight body budget spent');
+        log.warn({ deviceId: request.isapi?.deviceId, heldBytes: budget.held, budgetBytes }, 'ISAPI in-flight body budget spent');
         return refuse(reply, 503, 'Service Unavailable\n');
       }
       if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
         count('bad-request');
         return text(reply, error.statusCode, 'Bad Request\n');
       }
-      request.log.error({ err: error }, 'ISAPI ingest failed');
+      log.error({ err: error, reqId: request.id, deviceId: request.isapi?.deviceId }, 'ISAPI ingest failed');
       return text(reply, 500, 'Internal Server Error\n');
     });
 
@@ -283,8 +327,8 @@ export function isapiIngest(opts: IsapiIngestOptions) {
       reply.raw.once('close', () => {
         clearTimeout(timer);
         st.over = true;
-        st.stopReading?.();
-        heldBytes -= st.bytes;
+        st.reader?.stop();
+        budget.held -= st.bytes;
         st.bytes = 0;
         const left = (inFlight.get(deviceId!) ?? 1) - 1;
         if (left > 0) inFlight.set(deviceId!, left);

@@ -213,9 +213,10 @@ export function parseAlertXml(text: string): IsapiAlert {
   const lt = s.indexOf('<');
   if (lt < 0) throw new IsapiParseError('malformed-xml', 'no markup');
   const markup = lt > 0 ? s.slice(lt) : s;
-  if (!rootClosed(markup)) throw new IsapiParseError('truncated', 'the root element is not closed');
+  // A flat alert ends with its root's end tag (flatAlert checks it), so only the rest needs the scan.
   const flat = flatAlert(markup);
   if (flat) return buildAlert(flat);
+  if (!rootClosed(markup)) throw new IsapiParseError('truncated', 'the root element is not closed');
   // Real alerts are a few KiB: repair them up front. For huge bodies the repair
   // would multiply the parser's work (every bare & becomes &amp;), and the
   // parser already keeps an & that starts no known entity, so repair only if
@@ -743,6 +744,9 @@ function parseDeviceTime(s: string | null): Date | null {
 // Text preparation and sniffing
 // ---------------------------------------------------------------------------
 
+// `\S` is exactly what String.prototype.trim() keeps: tested, not copied, on every body.
+const NON_WHITESPACE = /\S/;
+
 /** Strips BOM and trailing NUL padding, rejects empty and binary input. */
 function prepareText(input: string): string {
   if (typeof input !== 'string') throw new IsapiParseError('empty', 'not a string');
@@ -750,7 +754,7 @@ function prepareText(input: string): string {
   let end = s.length;
   while (end > 0 && s.charCodeAt(end - 1) === 0) end--;
   if (end < s.length) s = s.slice(0, end);
-  if (s.trim().length === 0) throw new IsapiParseError('empty', 'only whitespace');
+  if (!NON_WHITESPACE.test(s)) throw new IsapiParseError('empty', 'only whitespace');
   if (looksBinary(s)) throw new IsapiParseError('binary', 'control bytes or invalid UTF-8');
   return s;
 }
