@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import argon2 from 'argon2';
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
+import { print } from 'graphql';
 import { base64url, decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT } from 'jose';
 import { tables } from '../src/db/index';
+import { sha256 } from '../src/lib/secrets';
 import {
   ChangePasswordDocument,
   LoginDocument,
@@ -198,6 +200,50 @@ describe('login, tokens and sessions', () => {
       assert.deepEqual(Object.fromEntries(params!.split(',').map((kv) => kv.split('='))), { m: '19456', t: '2', p: '1' });
       assert.ok(await argon2.verify(stored, STRONG_PASSWORD));
     }
+  });
+
+  test('login stores the session with its client and lifetime, and only a hash of the refresh token', async () => {
+    const email = uniqueEmail();
+    await register(t, { email });
+    const before = clock.now().getTime();
+    const r = expectData(await t.gql(LoginDocument, { input: { login: email, password: STRONG_PASSWORD } }, { headers: { 'user-agent': `UA-${'x'.repeat(400)}` } })).login;
+    const sessionId = sessionIdOf(r.accessToken);
+    const [session] = await t.app.db.db.select().from(tables.sessions).where(eq(tables.sessions.id, sessionId));
+    assert.ok(session, 'the access token names a stored session');
+    assert.equal(session.userId, r.user.id);
+    assert.equal(session.userAgent, `UA-${'x'.repeat(297)}`);
+    assert.equal(session.ip, '127.0.0.1');
+    assert.equal(session.revokedAt, null);
+    assert.ok(session.createdAt.getTime() >= before - 1000 && session.createdAt.getTime() <= clock.now().getTime());
+    assert.ok(Math.abs(session.lastUsedAt.getTime() - session.createdAt.getTime()) < 1000);
+    assert.ok(Math.abs(session.expiresAt.getTime() - session.createdAt.getTime() - 30 * 24 * 3600 * 1000) < 1000);
+    const tokens = await t.app.db.db.select().from(tables.refreshTokens).where(eq(tables.refreshTokens.sessionId, sessionId));
+    assert.deepEqual(
+      tokens.map((row) => ({ tokenHash: row.tokenHash, usedAt: row.usedAt })),
+      [{ tokenHash: sha256(r.refreshToken), usedAt: null }],
+    );
+  });
+
+  test('login leaves no session behind and answers INTERNAL when its refresh token cannot be stored', async () => {
+    const email = uniqueEmail();
+    const { userId } = await register(t, { email });
+    const db = t.app.db.db;
+    await db.execute(sql`create function refuse_refresh_token() returns trigger language plpgsql as $$ begin raise exception 'refused by the test'; end $$`);
+    await db.execute(sql`create trigger refuse_refresh_token before insert on refresh_tokens for each row execute function refuse_refresh_token()`);
+    try {
+      const res = await fetch(`${t.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: print(LoginDocument), variables: { input: { login: email, password: STRONG_PASSWORD } } }),
+      });
+      const body = (await res.json()) as { data?: unknown; errors?: Array<{ extensions?: { code?: string } }> };
+      assert.equal(body.errors?.[0]?.extensions?.code, 'INTERNAL');
+    } finally {
+      await db.execute(sql`drop trigger refuse_refresh_token on refresh_tokens`);
+      await db.execute(sql`drop function refuse_refresh_token()`);
+    }
+    const sessions = await db.select({ id: tables.sessions.id }).from(tables.sessions).where(eq(tables.sessions.userId, userId));
+    assert.equal(sessions.length, 1, 'only the session register opened');
   });
 
   test('refreshToken rotates, and revokes the whole session when a used refresh token comes back', async () => {
