@@ -182,13 +182,19 @@ describe('ISAPI door: deadlines and in-flight bounds', () => {
   });
 });
 
-/** Repeats `attempt` until it yields `status` (the server's view of "in flight" trails the client's by a moment). */
-async function waitStatus(attempt: () => Promise<number | { status: number }>, status: number, tries = 50): Promise<number> {
+/**
+ * Repeats `attempt` until it yields `status`, for up to `withinMs` (the server's view of "in flight"
+ * trails the client's: a held post counts only once its connection is accepted and its token
+ * looked up, which on a loaded machine can take longer than a burst of quick probes).
+ */
+async function waitStatus(attempt: () => Promise<number | { status: number }>, status: number, withinMs = 8000): Promise<number> {
+  const until = Date.now() + withinMs;
   let last = 0;
-  for (let i = 0; i < tries; i++) {
+  do {
     const r = await attempt();
     last = typeof r === 'number' ? r : r.status;
     if (last === status) return last;
-  }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  } while (Date.now() < until);
   return last;
 }
