@@ -445,6 +445,33 @@ describe('group commit', () => {
     );
   });
 
+  test('stores each post of a batch over many devices once when some resend identities of ended alarms', async () => {
+    const devices = await Promise.all(Array.from({ length: 24 }, () => boundDevice()));
+    // Every device's first event, then its end: the resent first event no longer meets an open alarm, so only its receipt can stop it.
+    for (const [i, d] of devices.entries()) {
+      assert.equal((await t.app.alarmStore.record(d, activePost({ source: 'ws', channel: 5, identity: `w:first-${i}` }))).outcome, 'created');
+      assert.equal((await t.app.alarmStore.record(d, activePost({ source: 'ws', channel: 5, state: 'inactive', identity: `w:end-${i}` }))).outcome, 'ended');
+    }
+    const batch = await Promise.all(
+      devices.flatMap((d, i) => [
+        t.app.alarmStore.record(d, activePost({ source: 'ws', channel: 5, identity: `w:first-${i}` })),
+        t.app.alarmStore.record(d, activePost({ source: 'ws', channel: 6, identity: `w:new-${i}` })),
+        // Another device's identity is not this device's: identities are per device.
+        t.app.alarmStore.record(d, activePost({ source: 'ws', channel: 7, identity: `w:first-${(i + 1) % devices.length}` })),
+      ]),
+    );
+    assert.deepEqual(
+      batch.map((r) => r.outcome),
+      devices.flatMap(() => ['duplicate', 'created', 'created']),
+    );
+    for (const d of devices) {
+      assert.deepEqual(
+        (await rowsOf(d)).map((r) => r.channel),
+        [5, 6, 7],
+      );
+    }
+  });
+
   test('answers each post of a mixed batch: unbound devices store nothing, bound ones store theirs', async () => {
     const bound = await boundDevice();
     const unbound = (await insertDevice(t.app.db.db)).id;

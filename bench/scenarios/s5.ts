@@ -6,12 +6,13 @@
 //
 // The fleet runs as its own process: this file, started with `fleet` as its first argument.
 import { randomBytes, createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { openDb, tables } from '../../src/db/index';
 import { deviceKeyHash, ingestTokenHash } from '../../src/devices/catalog/provisioning';
-import { median, percentile, sleep, startChild, wallMs, type ResultRow, type Scenario } from '../lib/harness';
+import { cpuSecondsOf, median, percentile, sleep, startChild, wallMs, type ResultRow, type Scenario } from '../lib/harness';
 import { connect, freshDatabase, register, startNodes } from '../lib/live';
 
 const RATES = [1000, 5000, 20_000];
@@ -179,6 +180,26 @@ async function seedFleet(databaseUrl: string, ownerId: string, count: number, se
   }
 }
 
+/** CPU seconds of the Postgres backends serving `database` (their titles name it). */
+function databaseBackendCpuSeconds(database: string): number {
+  let total = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const title = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (title.startsWith('postgres: ') && title.includes(` ${database} `)) total += cpuSecondsOf(Number(entry));
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return total;
+}
+
+async function statementsOf(base: string): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  return Number(/^vigil_db_statements_total (\S+)/m.exec(text)?.[1] ?? NaN);
+}
+
 interface Delivery {
   round: number;
   rate: number;
@@ -238,6 +259,17 @@ const scenario: Scenario = {
         { readyTimeoutMs: 120_000 },
       );
       ctx.progress(`set up: 2 nodes, ${deviceCount} devices on node A's device channel, ${SUBSCRIBERS} subscribers on node B`);
+      // Where the CPU goes over every step (drains included): which process limits the rate on 2 cores.
+      const dbName = new URL(db.url).pathname.slice(1);
+      const cpuOf = () => ({
+        a: cpuSecondsOf(a.proc.pid!),
+        b: cpuSecondsOf(b.proc.pid!),
+        db: databaseBackendCpuSeconds(dbName),
+        fleet: cpuSecondsOf(fleet!.pid),
+        subscribers: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6,
+      });
+      const cpu0 = cpuOf();
+      const statements0 = await Promise.all([statementsOf(a.url), statementsOf(b.url)]);
 
       const steps: StepReport[] = [];
       const total = ctx.rounds * RATES.length;
@@ -256,6 +288,8 @@ const scenario: Scenario = {
         if (Date.now() > deadline) throw new Error('fleet did not finish in time');
         await sleep(100);
       }
+      const cpu1 = cpuOf();
+      const statements1 = await Promise.all([statementsOf(a.url), statementsOf(b.url)]);
       await sleep(500);
       const stored = await countAlarms();
 
@@ -291,6 +325,10 @@ const scenario: Scenario = {
         }
         return { rate, stored: median(storedRates), delivered: median(deliveredRates), p50: median(p50s), p99: median(p99s), sent, deferred, deliveredTotal: delivered, expected };
       });
+      const ackedTotal = steps.reduce((n, st) => n + st.acked, 0);
+      const usPerAlarm = (k: keyof typeof cpu0) => Math.round(((cpu1[k] - cpu0[k]) * 1e6) / Math.max(1, ackedTotal));
+      const cpuNote = `CPU µs per stored alarm over all steps: node A ${usPerAlarm('a')}, node B ${usPerAlarm('b')}, Postgres backends ${usPerAlarm('db')}, fleet ${usPerAlarm('fleet')}, bench process with the subscribers ${usPerAlarm('subscribers')}; SQL statements per stored alarm (vigil_db_statements_total): node A ${((statements1[0]! - statements0[0]!) / Math.max(1, ackedTotal)).toFixed(3)}, node B ${((statements1[1]! - statements0[1]!) / Math.max(1, ackedTotal)).toFixed(3)}`;
+      ctx.progress(cpuNote);
       const lostNote = perRate.map((r) => `${r.rate}/s: ${r.sent} sent, ${r.deferred} held back at ${MAX_UNACKED} unacked, ${r.expected} stored, ${r.deliveredTotal} delivered to the slowest subscriber`).join('; ');
       const best = perRate.reduce((x, y) => (Math.min(y.stored, y.delivered) > Math.min(x.stored, x.delivered) ? y : x));
       for (const r of perRate) {
@@ -306,7 +344,7 @@ const scenario: Scenario = {
           pass: isLow ? r.p99 < 50 && r.delivered >= 0.95 * r.rate : isBest ? Math.min(r.stored, r.delivered) >= GOAL_PER_S : true,
           ratio: `${Math.round(r.delivered).toLocaleString('en-US')}/s delivered, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms`,
           note: isLow
-            ? `${ctx.rounds} rounds; steps of ${stepMs / 1000} s at 1k, 5k, 20k/s, each followed by a drain until every event is acked (at least ${drainMs / 1000} s, at most ${maxDrainMs / 1000} s); ${deviceCount} devices on node A's device WebSocket channel (one connection each, events acked once stored), ${SUBSCRIBERS} graphql-ws subscribers on node B (one user owning every device); stored = acks/s, delivered = alarms/s reaching the slowest subscriber; alarms in the database at the end: ${stored}. ${lostNote}.`
+            ? `${ctx.rounds} rounds; steps of ${stepMs / 1000} s at 1k, 5k, 20k/s, each followed by a drain until every event is acked (at least ${drainMs / 1000} s, at most ${maxDrainMs / 1000} s); ${deviceCount} devices on node A's device WebSocket channel (one connection each, events acked once stored), ${SUBSCRIBERS} graphql-ws subscribers on node B (one user owning every device); stored = acks/s, delivered = alarms/s reaching the slowest subscriber; alarms in the database at the end: ${stored}. ${lostNote}. ${cpuNote}.`
             : undefined,
         });
       }

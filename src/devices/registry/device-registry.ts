@@ -313,8 +313,8 @@ export function createDeviceRegistry(opts: RegistryOptions) {
     let queue = Promise.resolve();
     /** Frames taken and not done with; an event counts until it is acked. */
     let pending = 0;
-    /** Events handed to the store, not acked yet. */
-    const storing = new Set<Promise<void>>();
+    /** Events handed to the store, not acked yet; made on the first event (most connections only heartbeat). */
+    let storing: Set<Promise<void>> | undefined;
     let tokens = frameBurst;
     let lastRefill = Date.now();
     let helloSeen = false;
@@ -343,7 +343,7 @@ export function createDeviceRegistry(opts: RegistryOptions) {
       teardownPromise = (async () => {
         // Let a hello or an event already being stored finish, so a claim never lands after the release.
         await queue.catch(() => {});
-        await Promise.all(storing);
+        if (storing) await Promise.all(storing);
         if (!lc) return;
         const wasLive = live.get(connectionId) === lc;
         live.delete(connectionId);
@@ -438,9 +438,9 @@ export function createDeviceRegistry(opts: RegistryOptions) {
         )
         .finally(() => {
           pending--;
-          storing.delete(acked);
+          storing!.delete(acked);
         });
-      storing.add(acked);
+      (storing ??= new Set()).add(acked);
     }
 
     async function handle(frame: Frame) {

@@ -20,6 +20,8 @@ export interface DeviceWsOptions {
   clientAddress?: (request: IncomingMessage) => string;
 }
 
+const uncorkSocket = (raw: Duplex) => raw.uncork();
+
 /**
  * The `ws` adapter of the device channel at `/devices/ws`: accepts upgrades that offer the
  * `vigil-device.v1` subprotocol (others get 400), and hands each socket to the registry, which
@@ -43,19 +45,14 @@ export function createDeviceWsServer(opts: DeviceWsOptions) {
     let handler: ((data: string, isBinary: boolean) => void) | undefined;
     // Frames sent in one turn of the event loop (the acks of one group commit) leave in one write.
     const raw = (socket as unknown as { _socket?: Duplex })._socket;
-    let corked = false;
-    const uncork = () => {
-      corked = false;
-      raw?.uncork();
-    };
     const teardown = registry.open(
       {
         send: (frame) => {
           if (socket.readyState !== socket.OPEN) return;
-          if (raw && !corked) {
-            corked = true;
+          // The socket's own cork count, not a flag of ours: no per-connection state for it.
+          if (raw && raw.writableCorked === 0) {
             raw.cork();
-            process.nextTick(uncork);
+            process.nextTick(uncorkSocket, raw);
           }
           socket.send(frame);
         },

@@ -194,14 +194,16 @@ const INSERT_NEW_ALARMS = `with v as (
   b as (
     select id, device_id from bindings where device_id in (select device_id from v) and ended_at is null order by id for no key update
   ),
+  fresh as materialized (
+    select * from v where v.identity is null or not exists (select 1 from alarm_receipts r where r.device_id = v.device_id and r.key = v.identity
+      and (left(v.identity, 2) <> 'r:' or r.received_at >= v.received_at::timestamptz - $17::interval))
+  ),
   ins as (
     insert into alarms (id, device_id, binding_id, source, channel, event_type, raw_type, alarm_type, region_id, description, channel_name,
       started_at, received_at, last_post_at, last_post_device_at, active_post_count, post_count, details)
     select v.id, v.device_id, b.id, v.source, v.channel, v.event_type, v.raw_type, v.alarm_type, v.region_id, v.description, v.channel_name,
       v.started_at::timestamptz, v.received_at::timestamptz, v.received_at::timestamptz, v.last_post_device_at::timestamptz, v.active_post_count, 1, v.details::jsonb
-    from v join b on b.device_id = v.device_id
-    where v.identity is null or not exists (select 1 from alarm_receipts r where r.device_id = v.device_id and r.key = v.identity
-      and (left(v.identity, 2) <> 'r:' or r.received_at >= v.received_at::timestamptz - $17::interval))
+    from fresh v join b on b.device_id = v.device_id
     on conflict (device_id, channel, event_type, (coalesce(region_id, ''))) where ended_at is null do nothing
     returning id, binding_id, xid, seq
   ),
@@ -213,7 +215,7 @@ const INSERT_NEW_ALARMS = `with v as (
     returning alarm_id
   )
   select ins.id, ins.binding_id, ins.xid, ins.seq,
-    1 / (v.identity is null or exists (select 1 from rec where rec.alarm_id = ins.id))::int as receipted
+    1 / (v.identity is null or ins.id in (select alarm_id from rec))::int as receipted
   from ins join v on v.id = ins.id`;
 
 /** Alarms whose inserting transaction precedes every transaction still running: nothing can commit before them any more. */
