@@ -12,6 +12,8 @@ export interface WsAdapterOptions {
   keepAliveMs?: number;
 }
 
+const TEXT_FRAME = { binary: false } as const;
+
 /** A `ws` WebSocket as the live core's LiveSocket; a message handler that throws goes to `failed`. */
 function liveSocketOf(socket: WebSocket, failed: (err: unknown) => void): LiveSocket {
   return {
@@ -21,6 +23,10 @@ function liveSocketOf(socket: WebSocket, failed: (err: unknown) => void): LiveSo
         if (socket.readyState !== socket.OPEN) return resolve();
         socket.send(data, { binary: false }, (err) => (err ? reject(err) : resolve()));
       }),
+    write: (data) => {
+      // No callback: a failed write surfaces as the socket's 'error' and close.
+      if (socket.readyState === socket.OPEN) socket.send(data, TEXT_FRAME);
+    },
     close: (code, reason) => socket.close(code, reason),
     terminate: () => socket.terminate(),
     get bufferedAmount() {
