@@ -53,6 +53,15 @@ class FakeSocket implements LiveSocket {
   }
 }
 
+/** A socket whose transport can queue a frame without a completion promise (`ws` can): the fan-out's direct frames use it. */
+class WritingSocket extends FakeSocket {
+  writes = 0;
+  write(data: Buffer) {
+    this.writes++;
+    this.send(data);
+  }
+}
+
 /** A subscription source the test pushes ticks into; counts executions of the selection. */
 function ticker() {
   const listeners = new Set<(n: number) => void>();
@@ -132,8 +141,7 @@ function setup(overrides: Partial<LiveServerOptions> = {}) {
   });
   const sockets: FakeSocket[] = [];
   /** Opens a socket and, with a token, sends connection_init. */
-  async function connect(token: string | null) {
-    const socket = new FakeSocket();
+  async function connect(token: string | null, socket: FakeSocket = new FakeSocket()) {
     const closed = server.opened(socket, { ip: '127.0.0.1', userAgent: null });
     socket.onClosed = (code, reason) => void closed(code, reason);
     sockets.push(socket);
@@ -298,6 +306,32 @@ describe('live core without a network: limits', () => {
 });
 
 describe('live core without a network: grouping', () => {
+  test('queues grouped frames with the transport\'s write when it has one, and still closes a socket over the buffered bound', async () => {
+    const w = setup({ maxConnectionsPerUser: 10, maxBufferedBytes: 100 });
+    try {
+      const sockets = [new WritingSocket(), new WritingSocket()];
+      for (const s of sockets) {
+        await w.connect('alice-1', s);
+        await w.subscribe(s, 'x');
+      }
+      w.push(1);
+      w.push(2);
+      await waitFor(() => sockets.every((s) => nextData(s).length === 2), 2000, 'two ticks on both sockets');
+      for (const s of sockets) assert.equal(s.writes, 2, 'each next frame written without waiting');
+      // One socket's peer stops reading: it is closed as a slow consumer, not written to.
+      sockets[1]!.bufferedAmount = 1000;
+      w.push(3);
+      await waitFor(() => sockets[1]!.closedWith !== null, 2000, 'the slow consumer closed');
+      assert.equal(sockets[1]!.closedWith?.code, WsCloseCode.TryAgainLater);
+      assert.deepEqual(nextData(sockets[1]!), [1, 2]);
+      await waitFor(() => nextData(sockets[0]!).length === 3, 2000, 'the third tick on the other socket');
+      assert.deepEqual(nextData(sockets[0]!), [1, 2, 3]);
+      assert.equal(sockets[0]!.writes, 3);
+    } finally {
+      await w.dispose();
+    }
+  });
+
   test('executes once per event for identical subscriptions of one user and writes the same payload to every socket', async () => {
     const w = setup({ maxConnectionsPerUser: 10 });
     try {

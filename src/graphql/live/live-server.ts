@@ -37,6 +37,12 @@ export interface LiveSocket {
   readonly protocol: string;
   /** Sends one text frame; resolves once written (graphql-ws waits on it for backpressure). */
   send(data: string | Buffer): Promise<void> | void;
+  /**
+   * Queues one text frame without waiting for it to be written: the fan-out's direct frames, where
+   * `bufferedAmount` bounds what a slow peer holds. A failed write closes the socket. Without it,
+   * `send` is used.
+   */
+  write?(data: Buffer): void;
   /** Starts the close handshake. */
   close(code: number, reason: string): void;
   /** Cuts the connection off without a handshake (a peer that does not answer the close). */
@@ -353,7 +359,10 @@ export function createLiveServer(opts: LiveServerOptions) {
         closeConnection(st, WsCloseCode.TryAgainLater, 'Slow consumer: resume with your last cursor', 'slow-consumer');
         return true;
       }
-      void Promise.resolve(socket.send(Buffer.concat([prefix, serialised, CLOSE_BRACE], prefix.length + serialised.length + 1))).catch(() => {});
+      const frame = Buffer.concat([prefix, serialised, CLOSE_BRACE], prefix.length + serialised.length + 1);
+      // Thousands of these go out per event: no promise and callback per frame when the transport can do without.
+      if (socket.write) socket.write(frame);
+      else void Promise.resolve(socket.send(frame)).catch(() => {});
       return true;
     };
   }

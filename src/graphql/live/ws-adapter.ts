@@ -12,23 +12,54 @@ export interface WsAdapterOptions {
   keepAliveMs?: number;
 }
 
-/** A `ws` WebSocket as the live core's LiveSocket; a message handler that throws goes to `failed`. */
-function liveSocketOf(socket: WebSocket, failed: (err: unknown) => void): LiveSocket {
-  return {
-    protocol: socket.protocol,
-    send: (data) =>
-      new Promise<void>((resolve, reject) => {
-        if (socket.readyState !== socket.OPEN) return resolve();
-        socket.send(data, { binary: false }, (err) => (err ? reject(err) : resolve()));
-      }),
-    close: (code, reason) => socket.close(code, reason),
-    terminate: () => socket.terminate(),
-    get bufferedAmount() {
-      return socket.bufferedAmount;
-    },
-    isOpen: () => socket.readyState === socket.OPEN,
-    onMessage: (cb) => socket.on('message', (data) => void cb(String(data)).catch(failed)),
-  };
+const TEXT_FRAME = { binary: false } as const;
+
+/**
+ * A `ws` WebSocket as the live core's LiveSocket; a message handler that throws goes to `failed`.
+ * A class: its methods live on the prototype, not in closures per connection.
+ */
+class WsLiveSocket implements LiveSocket {
+  constructor(
+    private readonly socket: WebSocket,
+    private readonly failed: (err: unknown) => void,
+  ) {}
+
+  get protocol(): string {
+    return this.socket.protocol;
+  }
+
+  send(data: string | Buffer): Promise<void> {
+    const socket = this.socket;
+    return new Promise<void>((resolve, reject) => {
+      if (socket.readyState !== socket.OPEN) return resolve();
+      socket.send(data, TEXT_FRAME, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  write(data: Buffer): void {
+    // No callback: a failed write surfaces as the socket's 'error' and close.
+    if (this.socket.readyState === this.socket.OPEN) this.socket.send(data, TEXT_FRAME);
+  }
+
+  close(code: number, reason: string): void {
+    this.socket.close(code, reason);
+  }
+
+  terminate(): void {
+    this.socket.terminate();
+  }
+
+  get bufferedAmount(): number {
+    return this.socket.bufferedAmount;
+  }
+
+  isOpen(): boolean {
+    return this.socket.readyState === this.socket.OPEN;
+  }
+
+  onMessage(cb: (data: string) => Promise<void>): void {
+    this.socket.on('message', (data) => void cb(String(data)).catch(this.failed));
+  }
 }
 
 /**
@@ -63,7 +94,7 @@ export function bindLiveServerToWs(wss: WebSocketServer, server: LiveServer, opt
       socket.ping();
     }, keepAliveMs);
     const meta: LiveConnectionMeta = { ip: opts.clientIp(request), userAgent: request.headers['user-agent'] ?? null };
-    const live = liveSocketOf(socket, (err) => {
+    const live = new WsLiveSocket(socket, (err) => {
       log.error({ err }, 'graphql WebSocket message handling failed');
       socket.close(CloseCode.InternalServerError, internalError(err));
     });

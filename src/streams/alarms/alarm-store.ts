@@ -218,8 +218,27 @@ const INSERT_NEW_ALARMS = `with v as (
     1 / (v.identity is null or ins.id in (select alarm_id from rec))::int as receipted
   from ins join v on v.id = ins.id`;
 
-/** Alarms whose inserting transaction precedes every transaction still running: nothing can commit before them any more. */
-const belowHorizon = sql`${alarms.xid} < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint`;
+/**
+ * The statement's horizon: the smallest xid its snapshot sees running in THIS database, or the
+ * snapshot's xmax when none is. Every transaction with a smaller xid had ended when the snapshot
+ * was taken (its rows are visible to the statement, or never will be), or runs in another database
+ * and so cannot write an alarm. The cluster-wide xmin would also wait for other databases'
+ * transactions (another application's migration or batch job on a shared server held alarms back
+ * for hundreds of milliseconds in measurements). A running xid counts as another database's only
+ * when the server's activity view (`pg_stat_get_activity`) shows a backend of another database
+ * holding it; one that ended meanwhile, or that the role may not see, counts as this database's
+ * (later, never wrong). With nothing running (xmin = xmax) the activity view is not read.
+ */
+const snapshotHorizon = sql`(select case when pg_snapshot_xmin(s) = pg_snapshot_xmax(s) then (pg_snapshot_xmax(s)::text)::bigint else coalesce(
+    (select min((x::text)::bigint) from pg_snapshot_xip(s) as x
+      where not exists (select 1 from pg_stat_get_activity(null) a
+        where (a.backend_xid::text)::bigint = (x::text)::bigint % 4294967296
+          and a.datid <> (select oid from pg_database where datname = current_database()))),
+    (pg_snapshot_xmax(s)::text)::bigint) end
+  from pg_current_snapshot() as s)`;
+
+/** Alarms whose inserting transaction precedes every transaction of this database still running: nothing can commit before them any more. */
+const belowHorizon = sql`${alarms.xid} < ${snapshotHorizon}`;
 
 const cursorOf = (row: Pick<AlarmRow, 'xid' | 'seq'>): string => encodeAlarmCursor({ xid: row.xid, seq: row.seq });
 
@@ -228,11 +247,12 @@ const cursorOf = (row: Pick<AlarmRow, 'xid' | 'seq'>): string => encodeAlarmCurs
  *
  * Cursor design: every row records the id of the transaction that inserted it (`xid`) next to a
  * sequence number (`seq`), and is ordered by `(xid, seq)`. Readers only return rows whose `xid` is
- * below the xmin of the statement's own snapshot: every transaction with a smaller id has ended,
- * so no row can ever commit behind a cursor a reader has already been given. (A plain `seq >
- * cursor` read skips rows whose transaction took its sequence value early but committed late.)
- * The price is that an alarm becomes readable only once every transaction older than it has
- * ended, which is milliseconds for the short transactions this gateway runs.
+ * below the horizon of the statement's own snapshot (`snapshotHorizon`: every transaction of this
+ * database with a smaller id has ended), so no row can ever commit behind a cursor a reader has
+ * already been given. (A plain `seq > cursor` read skips rows whose transaction took its sequence
+ * value early but committed late.) The price is that an alarm becomes readable only once every
+ * transaction of this database older than it has ended, which is milliseconds for the short
+ * transactions this gateway runs.
  */
 export function createAlarmStore(deps: AlarmStoreDeps) {
   const { db, clock, bus, log } = deps;
@@ -691,7 +711,8 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
     /**
      * Oldest first: alarms the user may see after `after` (or from the beginning), for replay;
      * with `until`, only up to it (inclusive): the replay half of replay-then-live, whose live half
-     * (the node's tailer) delivers everything after `until`. A reader that keeps passing the last
+     * (the node's tailer) delivers everything after `until`. `until` must be a position a tail read
+     * has passed (every row up to it is final), so no horizon applies below it. A reader that keeps passing the last
      * cursor it got never misses a row (see the cursor design above).
      */
     async replayForUser(
@@ -702,9 +723,13 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
       limit: number,
       until?: AlarmCursor,
     ): Promise<AlarmRow[]> {
-      const where: SQL[] = [inArray(alarms.bindingId, visibleBindings(userId, now, 'ALARMS')), belowHorizon, ...filterConditions(filter)];
+      const where: SQL[] = [inArray(alarms.bindingId, visibleBindings(userId, now, 'ALARMS')), ...filterConditions(filter)];
       if (after) where.push(sql`(${alarms.xid}, ${alarms.seq}) > (${after.xid}::bigint, ${after.seq}::bigint)`);
+      // Rows up to a tail position are final already; this statement's own horizon could be lower
+      // (a transaction of another database that ended between its snapshot and its look at the
+      // backends counts as this database's), and would hide some of them.
       if (until) where.push(sql`(${alarms.xid}, ${alarms.seq}) <= (${until.xid}::bigint, ${until.seq}::bigint)`);
+      else where.push(belowHorizon);
       return db
         .select()
         .from(alarms)
@@ -724,7 +749,13 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
     async tailAfter(after: AlarmCursor, limit: number, skip: readonly string[] = []): Promise<{ rows: AlarmRow[]; horizon: number }> {
       // The page is ordered and limited on its own (an index range scan), then joined to the one
       // horizon row: a join around an unlimited scan would sort every row after `after` first.
-      const where: SQL[] = [belowHorizon, sql`(${alarms.xid}, ${alarms.seq}) > (${after.xid}::bigint, ${after.seq}::bigint)`];
+      // The horizon is computed once and the page is read below that same value (a lateral join):
+      // the tailer decides on its handed rows with the horizon the page was read with.
+      const h = db
+        .select({ horizon: sql<number>`${snapshotHorizon}`.as('horizon') })
+        .from(sql`(select 1) as one`)
+        .as('h');
+      const where: SQL[] = [sql`${alarms.xid} < ${h.horizon}`, sql`(${alarms.xid}, ${alarms.seq}) > (${after.xid}::bigint, ${after.seq}::bigint)`];
       // One text parameter whatever the count, so the statement's text (and its prepared plan) stays the same.
       if (skip.length) where.push(sql`${alarms.id} <> all(${`{${skip.join(',')}}`}::uuid[])`);
       const page = db
@@ -734,14 +765,10 @@ export function createAlarmStore(deps: AlarmStoreDeps) {
         .orderBy(asc(alarms.xid), asc(alarms.seq))
         .limit(limit)
         .as('page');
-      const h = db
-        .select({ horizon: sql<number>`(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint`.as('horizon') })
-        .from(sql`(select 1) as one`)
-        .as('h');
       const got = await db
         .select({ horizon: h.horizon, alarm: page._.selectedFields })
         .from(h)
-        .leftJoin(page, sql`true`)
+        .leftJoinLateral(page, sql`true`)
         .orderBy(asc(page.xid), asc(page.seq));
       const rows: AlarmRow[] = [];
       for (const r of got) if (r.alarm?.id) rows.push(r.alarm as AlarmRow);
