@@ -262,7 +262,11 @@ const scenario: Scenario = {
           note:
             `${burstsPerRound} bursts of ${shape.tags.length} alarm(s) per round, ${gapMs} ms apart; ${deliveries} Vigil deliveries measured; ` +
             `dropped ${dropped}, duplicated ${duplicates} (all contenders); ${frame.length}-byte frames; ` +
-            `${ACCOUNTS} accounts owning ${devices + 1} devices (device 0 shared with all); each socket holds both shapes' subscriptions; load client 4 processes`,
+            `${ACCOUNTS} accounts owning ${devices + 1} devices (device 0 shared with all); each socket holds both shapes' subscriptions; load client 4 processes` +
+            (ours > 1.1 * p3v
+              ? `. Short of 1.1x P3 by ${(ours / p3v - 1.1).toFixed(2)}x: P3 broadcasts pre-encoded bytes when POSTed, while Vigil parses the ISAPI post, commits it, ` +
+                'reads the horizon and runs one execution per account group before its writes; the profile, and what would close the gap, are in bench/README.md (S2)'
+              : ''),
         });
       }
       return rows;
