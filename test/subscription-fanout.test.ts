@@ -9,8 +9,10 @@ import type { AlarmView } from '../src/streams/alarms/alarm.service';
 import { createLiveService } from '../src/streams/live/live.service';
 import type { AlarmRow } from '../src/streams/alarms/alarm-store';
 import { createEventBus } from '../src/streams/bus/event-bus';
-import { createDeviceLoaders } from '../src/devices/catalog/device-loaders';
-import type { DeviceService } from '../src/devices/catalog/device.service';
+import type { Caller } from '../src/accounts/caller';
+import { PERMISSIONS } from '../src/devices/catalog/device.model';
+import { createDeviceLoaders, createSharedDeviceReads } from '../src/devices/catalog/device-loaders';
+import { createDeviceService, type DeviceService } from '../src/devices/catalog/device.service';
 
 /** A source the test pushes into: `tick` values, or an error for a field error. */
 function pushable() {
@@ -453,6 +455,30 @@ describe('subscription fan-out: a resumed alarms subscription joins its group', 
 });
 
 describe('subscription device loaders: reads shared while they run', () => {
+  test("reads a device once for the live executions of several callers, each getting its own view", async () => {
+    const reads: string[][] = [];
+    const service = createDeviceService({ db: {}, clock: () => new Date(), limiters: { create: () => ({}), backoff: () => ({}) } } as never);
+    const devices = {
+      ...service,
+      deviceAccessByIds: async (ids: readonly string[]) => {
+        reads.push([...ids]);
+        const device = { id: 'd1' };
+        const binding = { id: 'b1', ownerId: 'owner', name: 'Porch', boundAt: new Date(0) };
+        return ids.map((id) => (id === 'd1' ? { device, binding, shareByGrantee: new Map([['grantee', { granteeId: 'grantee', permissions: ['ALARMS'] }]]) } : null));
+      },
+    } as unknown as DeviceService;
+    const sharedDeviceReads = createSharedDeviceReads(devices);
+    const callerOf = (userId: string) => ({ kind: 'session', userId, sessionId: `s-${userId}` }) as unknown as Caller;
+    const views = await Promise.all(
+      ['owner', 'grantee', 'stranger'].map((u) => createDeviceLoaders(devices, callerOf(u), { cache: false, shareInFlight: true, sharedDeviceReads }).device.load('d1')),
+    );
+    assert.deepEqual(reads, [['d1']]);
+    assert.deepEqual(
+      views.map((v) => v && [v.role, v.permissions, v.name]),
+      [['OWNER', [...PERMISSIONS], 'Porch'], ['SHARED', ['ALARMS'], 'Porch'], null],
+    );
+  });
+
   test('shares a running read with later loads of the same device, and keeps nothing once it is done', async () => {
     const calls: string[][] = [];
     let release: () => void = () => {};

@@ -7,6 +7,7 @@ import { tables } from '../src/db/index';
 import type { AlarmPost } from '../src/streams/alarms/alarm-store';
 import {
   AlarmCursorsDocument,
+  AlarmDeviceViewsDocument,
   AlarmEventsDocument,
   AlarmIdsDocument,
   ChangePasswordDocument,
@@ -514,6 +515,31 @@ describe('authorisation per event', () => {
     const statuses = await status.received(2);
     assert.equal(statuses[1]!.deviceStatus.device.id, own.device.id);
     await settle(alarms, status);
+  });
+
+  test("gives the owner and a grantee of one device each their own view of it in the same alarm, and the grantee none once revoked", async () => {
+    const ownerSub = subscribe(client(owner.token), AlarmDeviceViewsDocument, { deviceIds: [shared.device.id] });
+    const granteeSub = subscribe(client(grantee.token), AlarmDeviceViewsDocument, {});
+    await subscriptionsRunning(t.app, 2);
+    const share = await grant();
+
+    await raise(shared.provisioned);
+    const [mine] = (await ownerSub.received(1)).map((e) => e.alarms);
+    const [theirs] = (await granteeSub.received(1)).map((e) => e.alarms);
+    assert.equal(mine!.id, theirs!.id);
+    assert.deepEqual([mine!.device.role, theirs!.device.role], ['OWNER', 'SHARED']);
+    assert.deepEqual(theirs!.device.permissions, ['ALARMS']);
+    assert.ok(mine!.device.permissions.length > 1);
+
+    expectData(await t.gql(RevokeShareDocument, { id: share.id }, { token: owner.token }));
+    await raise(shared.provisioned);
+    await raise(own.provisioned); // a marker on a device still the grantee's
+    const ownerEvents = (await ownerSub.received(2)).map((e) => e.alarms);
+    assert.deepEqual(ownerEvents.map((e) => e.device.role), ['OWNER', 'OWNER']);
+    const granteeEvents = (await granteeSub.received(2)).map((e) => e.alarms);
+    assert.deepEqual(granteeEvents.map((e) => [e.device.id, e.device.role]), [[shared.device.id, 'SHARED'], [own.device.id, 'OWNER']]);
+    assert.deepEqual([ownerSub.errors, granteeSub.errors], [[], []]);
+    await settle(ownerSub, granteeSub);
   });
 
   test('stops a grantee receiving when the share expires, with no event needed', async () => {

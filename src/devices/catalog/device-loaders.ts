@@ -1,7 +1,7 @@
 import DataLoader from 'dataloader';
 import type { Caller } from '../../accounts/caller';
 import type { DeviceView, ShareView } from './device.model';
-import type { DeviceService } from './device.service';
+import type { DeviceAccess, DeviceService } from './device.service';
 
 /**
  * Per-request batchers for nested device fields, so a page of 50 devices costs one statement for
@@ -26,6 +26,19 @@ export interface DeviceLoaderOptions {
    * executing events one by one (a reconnect storm's replays) then share statements.
    */
   shareInFlight?: boolean;
+  /**
+   * Device reads shared by every caller on this node (`createSharedDeviceReads`): the device loader
+   * takes its rows from there and makes the caller's own view of them. For the live path, where
+   * one event's executions for many accounts need the same device at once.
+   */
+  sharedDeviceReads?: SharedDeviceReads;
+}
+
+/** One node-wide batcher of device access rows, caller-independent, holding a read only while it runs. */
+export type SharedDeviceReads = DataLoader<string, DeviceAccess | null>;
+
+export function createSharedDeviceReads(devices: DeviceService): SharedDeviceReads {
+  return new DataLoader((ids) => devices.deviceAccessByIds(ids), { maxBatchSize: 500, cacheMap: inFlightOnly<string, DeviceAccess | null>() });
 }
 
 /** A DataLoader cache that holds a key only while its read runs. */
@@ -48,8 +61,13 @@ function inFlightOnly<K, V>(): DataLoader.CacheMap<K, Promise<V>> {
 export function createDeviceLoaders(devices: DeviceService, caller: Caller | null, options: DeviceLoaderOptions = {}): DeviceLoaders {
   const inFlight = !(options.cache ?? true) && options.shareInFlight === true;
   const cache = inFlight || (options.cache ?? true);
+  const shared = options.sharedDeviceReads;
   return {
-    device: new DataLoader((ids) => devices.devicesByIds(caller, ids), { cache, maxBatchSize: 500, ...(inFlight ? { cacheMap: inFlightOnly<string, DeviceView | null>() } : {}) }),
+    device: new DataLoader(shared ? (ids) => devices.devicesFromSharedReads(caller, ids, (keys) => shared.loadMany(keys)) : (ids) => devices.devicesByIds(caller, ids), {
+      cache,
+      maxBatchSize: 500,
+      ...(inFlight ? { cacheMap: inFlightOnly<string, DeviceView | null>() } : {}),
+    }),
     shares: new DataLoader((views) => devices.sharesOfDevices(caller, views), {
       cache,
       cacheKeyFn: (v) => `${v.bindingId}:${v.role}`,

@@ -241,6 +241,13 @@ const label = (d: { name: string; serial: string }) => (d.name === d.serial ? d.
 const isActive = (s: ShareRow, now: Date) => !s.expiresAt || s.expiresAt > now;
 
 /** Devices, bindings and shares: everything a person does with a device through the API. */
+/** A device's open binding and every unexpired share of it, as read once for all callers. */
+export interface DeviceAccess {
+  device: AccessRow['device'];
+  binding: AccessRow['binding'];
+  shareByGrantee: Map<string, ShareRow>;
+}
+
 export function createDeviceService(deps: DeviceServiceDeps) {
   const { db, clock, log } = deps;
   const bindLimits = deps.limits ?? BIND_LIMITS;
@@ -548,6 +555,36 @@ export function createDeviceService(deps: DeviceServiceDeps) {
       const rows = await store.accessRows(db, c.userId, clock(), ids.filter(isUuid));
       const byId = new Map(rows.map((r) => [r.device.id, viewOf(r, c.userId)]));
       return ids.map((id) => byId.get(id) ?? null);
+    },
+
+    /**
+     * The access of devices for every caller at once, in the order of `ids` (null: no open binding):
+     * one statement that any number of callers' live executions can share. Not a view: hand each
+     * caller only `deviceViewsFromAccess` of it.
+     */
+    async deviceAccessByIds(ids: readonly string[]): Promise<Array<DeviceAccess | null>> {
+      const rows = await store.accessRowsForAll(db, clock(), ids.filter(isUuid));
+      const byId = new Map<string, DeviceAccess>();
+      for (const r of rows) {
+        let access = byId.get(r.device.id);
+        if (!access) byId.set(r.device.id, (access = { device: r.device, binding: r.binding, shareByGrantee: new Map() }));
+        if (r.share) access.shareByGrantee.set(r.share.granteeId, r.share);
+      }
+      return ids.map((id) => byId.get(id) ?? null);
+    },
+
+    /** `devicesByIds` over shared access reads (`deviceAccessByIds`): the same rules, the caller's own role and share. */
+    async devicesFromSharedReads(
+      caller: Caller | null,
+      ids: readonly string[],
+      read: (ids: readonly string[]) => Promise<ReadonlyArray<DeviceAccess | null | Error>>,
+    ): Promise<Array<DeviceView | null>> {
+      const c = requireCaller(caller, 'DEVICES_READ');
+      const accesses = await read(ids);
+      return accesses.map((a) => {
+        if (a instanceof Error) throw a;
+        return a ? viewOf({ device: a.device, binding: a.binding, share: a.shareByGrantee.get(c.userId) ?? null }, c.userId) : null;
+      });
     },
 
     /** Device.shares for many devices in one statement: an owner sees every open share, a grantee only its own. */

@@ -217,6 +217,24 @@ export async function accessRows(db: Db, userId: string, now: Date, deviceIds: r
   return lock ? query.for('update', { of: bindings }) : query;
 }
 
+const anyShare = alias(shares, 'any_share');
+
+/**
+ * The open bindings of `deviceIds` with every unexpired share of each: one row per (binding,
+ * share), share null for a binding without any. The same rows serve every caller; which view a
+ * caller gets (owner, grantee, none) is decided per caller from them (the live path's shared read).
+ */
+export async function accessRowsForAll(db: Db, now: Date, deviceIds: readonly string[]): Promise<AccessRow[]> {
+  if (deviceIds.length === 0) return [];
+  return db
+    .select({ device: deviceColumns, binding: bindings, share: anyShare })
+    .from(bindings)
+    .innerJoin(devices, eq(devices.id, bindings.deviceId))
+    .leftJoin(anyShare, and(eq(anyShare.bindingId, bindings.id), shareIsActive(anyShare, now)))
+    .where(and(inArray(bindings.deviceId, [...deviceIds]), isNull(bindings.endedAt)))
+    .orderBy(asc(bindings.id));
+}
+
 export interface ShareWithGrantee {
   share: ShareRow;
   displayName: string | null;

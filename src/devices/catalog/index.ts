@@ -23,7 +23,7 @@ export {
   type DeviceService,
   type DeviceServiceDeps,
 } from './device.service';
-export { createDeviceLoaders, type DeviceLoaders, type DeviceLoaderOptions } from './device-loaders';
+export { createDeviceLoaders, createSharedDeviceReads, type DeviceLoaders, type DeviceLoaderOptions, type SharedDeviceReads } from './device-loaders';
 export { createProvisioningService, deviceKeyHash, ingestTokenHash, serialSchema, type ProvisionedDevice, type ProvisioningService } from './provisioning';
 export { createClaimService, type ClaimService, type ClaimServiceDeps } from './claim.service';
 export { CLAIM_STATUSES, type ClaimStatus, type ClaimView } from './claim.model';

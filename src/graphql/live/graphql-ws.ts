@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { WebSocketServer } from 'ws';
 import type { Caller } from '../../accounts/caller';
+import { createSharedDeviceReads } from '../../devices/catalog/index';
 import { createLoaders, type ContextBuilder, type GraphqlContext } from '../../schema/context';
 import type { Services } from '../../services';
 import type { OperationPipeline } from '../pipeline';
@@ -58,12 +59,14 @@ export function serveGraphqlWs(opts: GraphqlWsOptions) {
    * share that read: N resumed subscribers replaying the same alarms cost a few device reads, not N.
    */
   const loadersByVisibility = new Map<string, GraphqlContext['loaders']>();
+  /** One event's executions for all accounts read its device once; each caller's view is still its own. */
+  const sharedDeviceReads = createSharedDeviceReads(services.devices);
   function subscriptionLoaders(caller: Caller): GraphqlContext['loaders'] {
     const key = visibilityOf(caller);
     let loaders = loadersByVisibility.get(key);
     if (!loaders) {
       if (loadersByVisibility.size >= MAX_SHARED_LOADERS) loadersByVisibility.delete(loadersByVisibility.keys().next().value!);
-      loaders = createLoaders(services, caller, { cache: false, shareInFlight: true });
+      loaders = createLoaders(services, caller, { cache: false, shareInFlight: true, sharedDeviceReads });
       loadersByVisibility.set(key, loaders);
     }
     return loaders;
