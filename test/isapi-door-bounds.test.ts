@@ -61,8 +61,10 @@ describe('ISAPI door: multipart parts without Content-Disposition', () => {
 });
 
 /** A door of its own on port 0, backed by the test app's database, with the given options. */
-async function door(overrides: Partial<IsapiIngestOptions>): Promise<{ url: string; app: FastifyInstance }> {
+async function door(overrides: Partial<IsapiIngestOptions>, onAdmitted?: () => void): Promise<{ url: string; app: FastifyInstance }> {
   const app = Fastify();
+  // Runs after the door's own onRequest hook has admitted a post (counted it in flight), before its body is read.
+  if (onAdmitted) app.addHook('preParsing', async () => onAdmitted());
   await app.register(
     isapiIngest({
       db: t.app.db.db,
@@ -151,13 +153,18 @@ describe('ISAPI door: deadlines and in-flight bounds', () => {
 
   test('answers 429 to a device that already has its in-flight posts open, and serves it again once they end', async () => {
     const d = await boundDevice();
-    // The held posts must outlive the probing even on a loaded machine, and a probe must not be
-    // held itself: probes are whole posts, answered at once (200 until the held two are counted).
-    const { url, app } = await door({ maxInFlightPerDevice: 2, deadlineMs: 15_000 });
+    // The probe is sent only once the door has admitted both held posts: sent sooner, it could
+    // take a slot itself (its keep-alive connection is served before the held sockets' lookups).
+    let admitted = 0;
+    let bothAdmitted!: () => void;
+    const heldOpen = new Promise<void>((resolve) => (bothAdmitted = resolve));
+    const { url, app } = await door({ maxInFlightPerDevice: 2, deadlineMs: 15_000 }, () => {
+      if (++admitted === 2) bothAdmitted();
+    });
     try {
       const held = [slowPost(url, d.ingestPath, 10_000, 10), slowPost(url, d.ingestPath, 10_000, 10)];
-      const third = await waitStatus(() => postWithin(`${url}${d.ingestPath}`, Buffer.from(alertXml({ eventType: 'VMD', channel: 3 })), XML), 429);
-      assert.equal(third, 429);
+      await heldOpen;
+      assert.equal(await postWithin(`${url}${d.ingestPath}`, Buffer.from(alertXml({ eventType: 'VMD', channel: 3 })), XML), 429);
       const other = await boundDevice();
       assert.equal(await postWithin(`${url}${other.ingestPath}`, Buffer.from(alertXml({ eventType: 'VMD' })), XML), 200, 'other devices are not affected');
       for (const h of held) h.destroy();
