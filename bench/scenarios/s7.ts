@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import postgres from 'postgres';
+import { memoryAfterGc, memoryHookEnv, memoryHookNodeArgs } from '../lib/memory-probe';
 import { ROOT, cpuSecondsOf, median, ratio, rssBytes, sleep, startChild, type ChildServer, type ResultRow, type Scenario } from '../lib/harness';
 import { insertDevices, startFleet, type Fleet, type FleetStats } from '../lib/device-load';
 import { freshDatabase } from '../lib/live';
@@ -48,10 +49,10 @@ const scenario: Scenario = {
       const fleetOptions = { seed, prefix: 'S7', count, workers: 2, concurrency: HELLOS_IN_FLIGHT };
       const starting = await Promise.allSettled([
         startGatewayProcess(
-          { ...clusterSecrets(), DATABASE_URL: db.url, REDIS_URL: ctx.redisUrl, NODE_ENV: 'production', DEVICE_HEARTBEAT_S: String(HEARTBEAT_S), NODE_ID: 's7-a' },
-          PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [],
+          { ...clusterSecrets(), ...memoryHookEnv, DATABASE_URL: db.url, REDIS_URL: ctx.redisUrl, NODE_ENV: 'production', DEVICE_HEARTBEAT_S: String(HEARTBEAT_S), NODE_ID: 's7-a' },
+          [...memoryHookNodeArgs, ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [])],
         ).then((g) => (gateway = g)),
-        startChild('bench/peers/p3-device-ws.ts', [seed, 'S7', String(count), String(HEARTBEAT_S)]).then((p) => (peer = p)),
+        startChild('bench/peers/p3-device-ws.ts', [seed, 'S7', String(count), String(HEARTBEAT_S)], memoryHookEnv, { nodeArgs: memoryHookNodeArgs }).then((p) => (peer = p)),
         startFleet({ ...fleetOptions, onProgress: show('ours') }).then((f) => (fleets[0] = f)),
         startFleet(fleetOptions).then((f) => (fleets[1] = f)),
       ]);
@@ -65,6 +66,8 @@ const scenario: Scenario = {
       ctx.progress(`set-up ${((Date.now() - started) / 1000).toFixed(1)} s: ${count} devices provisioned, gateway, P3 and 4 load processes up`);
 
       await sleep(500);
+      // Heap after a forced GC is the steady figure; RSS drifts with the allocator (see S3).
+      const [heapBeforeOurs, heapBeforePeer] = await Promise.all([memoryAfterGc(gatewayPid), memoryAfterGc(peer.pid)]);
       const rssBefore = { ours: rssBytes(gatewayPid), peer: rssBytes(peer.pid) };
       // P3's fleet first (it ramps in seconds), so the two ramps do not share the machine.
       const peerRampStart = Date.now();
@@ -127,6 +130,13 @@ const scenario: Scenario = {
         );
       }
 
+      // After the windows (a forced GC inside one would skew its CPU figure): heap per open socket.
+      const [heapAfterOurs, heapAfterPeer, openNow] = await Promise.all([memoryAfterGc(gatewayPid), memoryAfterGc(peer.pid), Promise.all([ours.stats(), theirs.stats()])]);
+      const heapPer = {
+        ours: (heapAfterOurs.heapUsed - heapBeforeOurs.heapUsed) / 1024 / openNow[0].open,
+        peer: (heapAfterPeer.heapUsed - heapBeforePeer.heapUsed) / 1024 / openNow[1].open,
+      };
+
       // The sweeper's scan at this size (it runs every 5 s on the lease holder).
       const plan = await sql.unsafe(`explain (analyze, format json) select id from devices where online and connection_id is not null and last_seen_at < now() - interval '12.5 seconds' limit 5000`);
       const sweepMs = Number((plan[0] as unknown as { 'QUERY PLAN': Array<{ 'Execution Time': number }> })['QUERY PLAN'][0]!['Execution Time']);
@@ -173,6 +183,17 @@ const scenario: Scenario = {
           pass: true,
           ratio: `${ratio(m.perOurs, m.perPeer)} P3`,
           note: `RSS delta from before the ramp over open sockets, median of ${ctx.rounds} samples; ${((1024 * 1024) / m.perOurs).toFixed(0)} devices per GiB`,
+        },
+        {
+          scenario: 'S7',
+          metric: 'gateway V8 heap per device socket, after a forced GC',
+          unit: 'KiB',
+          ours: heapPer.ours,
+          peers: [{ name: 'P3 raw ws', value: heapPer.peer }],
+          goal: 'reported',
+          pass: true,
+          ratio: `${ratio(heapPer.ours, heapPer.peer)} P3`,
+          note: `heapUsed after two forced full GCs (bench-only memory hook, as S3), before the ramp and after the windows, over the sockets open then (${openNow[0].open} / ${openNow[1].open}); steadier than the RSS row, which drifts with the allocator`,
         },
         {
           scenario: 'S7',
