@@ -3,10 +3,10 @@ import { after, before, describe, test } from 'node:test';
 import postgres from 'postgres';
 import { sql } from 'drizzle-orm';
 import pino from 'pino';
-import type { AlarmPost, AlarmRow } from '../src/streams/alarms/alarm-store';
+import type { AlarmRow } from '../src/streams/alarms/alarm-store';
 import { createEventBus } from '../src/streams/bus/event-bus';
 import { createAlarmTailer } from '../src/streams/live/alarm-tail';
-import { insertBinding, insertDevice, insertUser } from './helpers/alarms-fixtures';
+import { alarmPost, insertBinding, insertDevice, insertUser } from './helpers/alarms-fixtures';
 import { hasPostgres, startApp, testClock, waitFor, type TestApp } from './helpers/harness';
 import { scratchDatabase } from './helpers/scratch-database';
 
@@ -20,22 +20,7 @@ before(async () => {
 });
 after(() => t?.stop());
 
-const postOf = (n: number): AlarmPost => ({
-  source: 'ws',
-  eventType: `horizon${n}`,
-  rawType: `horizon${n}`,
-  alarmType: 'OTHER',
-  state: 'active',
-  channel: 1,
-  regionId: null,
-  deviceTime: null,
-  activePostCount: 0,
-  description: null,
-  channelName: null,
-  identity: null,
-  retransmission: false,
-  details: null,
-});
+const postOf = (n: number) => alarmPost(`horizon${n}`);
 
 /** Runs a transaction that has taken an xid and stays open until `release()`. */
 async function openTransaction(begin: (body: (xid: bigint) => Promise<void>) => Promise<unknown>) {

@@ -18,7 +18,7 @@ import {
   type AlarmIdsQuery,
   type AlarmsQuery,
 } from './generated/graphql';
-import { alertXml, insertBinding, insertDevice, insertUser, isapiPost } from './helpers/alarms-fixtures';
+import { alarmPost, alertXml, insertBinding, insertDevice, insertUser, isapiPost } from './helpers/alarms-fixtures';
 import { createRetentionJob } from '../src/streams/alarms/retention';
 import { provisionAndBind, registerUser, type TestUser } from './helpers/devices';
 import { expectCode, expectData, hasPostgres, startApp, testClock, waitFor, type TestApp } from './helpers/harness';
@@ -219,22 +219,7 @@ describe('exactly-once store and total order under concurrency', () => {
       }),
     );
 
-    const postOf = (i: number): AlarmPost => ({
-      source: 'ws',
-      eventType: `type${i}`,
-      rawType: `type${i}`,
-      alarmType: 'OTHER',
-      state: 'active',
-      channel: 1,
-      regionId: null,
-      deviceTime: null,
-      activePostCount: 0,
-      description: null,
-      channelName: null,
-      identity: `w:${i}`,
-      retransmission: false,
-      details: null,
-    });
+    const postOf = (i: number) => alarmPost(`type${i}`, { identity: `w:${i}` });
 
     // Half the writers use the real write path; the other half hold their transaction open for a
     // random while after taking a sequence value, so commits arrive out of sequence order.
@@ -336,23 +321,7 @@ describe('exactly-once store and total order under concurrency', () => {
 });
 
 describe('group commit', () => {
-  const activePost = (o: Partial<AlarmPost> = {}): AlarmPost => ({
-    source: 'isapi',
-    eventType: 'vmd',
-    rawType: 'VMD',
-    alarmType: 'MOTION',
-    state: 'active',
-    channel: 1,
-    regionId: null,
-    deviceTime: null,
-    activePostCount: 0,
-    description: null,
-    channelName: null,
-    identity: null,
-    retransmission: false,
-    details: null,
-    ...o,
-  });
+  const activePost = (o: Partial<AlarmPost> = {}) => alarmPost('vmd', { source: 'isapi', rawType: 'VMD', alarmType: 'MOTION', ...o });
   async function boundDevice() {
     const db = t.app.db.db;
     const d = await insertDevice(db);
@@ -371,10 +340,7 @@ describe('group commit', () => {
     // `first` is the device whose binding a batch locks first (binding-id order); another transaction holds it.
     const [first, second] = bindingA < bindingB ? [a, b] : [b, a];
     const firstBinding = bindingA < bindingB ? bindingA : bindingB;
-    const active = (state: 'active' | 'inactive'): AlarmPost => ({
-      source: 'ws', eventType: 'ordered', rawType: 'ordered', alarmType: 'OTHER', state, channel: 7, regionId: null, deviceTime: null,
-      activePostCount: 0, description: null, channelName: null, identity: null, retransmission: false, details: null,
-    });
+    const active = (state: 'active' | 'inactive') => alarmPost('ordered', { state, channel: 7 });
     let locked!: () => void;
     let release!: () => void;
     const lockHeld = new Promise<void>((r) => (locked = r));

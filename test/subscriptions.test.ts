@@ -4,7 +4,6 @@ import { eq, sql } from 'drizzle-orm';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { tables } from '../src/db/index';
-import type { AlarmPost } from '../src/streams/alarms/alarm-store';
 import {
   AlarmCursorsDocument,
   AlarmDeviceViewsDocument,
@@ -26,7 +25,7 @@ import {
   type AlarmEventsSubscription,
   type DeviceStatusEventsSubscription,
 } from './generated/graphql';
-import { alertXml, connectDevice, isapiPost, type TestDevice } from './helpers/alarms-fixtures';
+import { alarmPost, alertXml, connectDevice, isapiPost, type TestDevice } from './helpers/alarms-fixtures';
 import { provisionAndBind, registerUser, type Provisioned, type TestUser } from './helpers/devices';
 import { requireServices } from './helpers/gateway-process';
 import { expectData, OTHER_STRONG_PASSWORD, startApp, STRONG_PASSWORD, testClock, waitFor, type TestApp } from './helpers/harness';
@@ -316,22 +315,7 @@ describe('alarms', () => {
   );
 
   /** An active post on a fresh channel, stored straight through the store (the path both doors take). */
-  const storePost = (description: string, identity: string): AlarmPost => ({
-    source: 'ws',
-    eventType: 'VMD',
-    rawType: 'VMD',
-    alarmType: 'MOTION',
-    state: 'active',
-    channel: channel++,
-    regionId: null,
-    deviceTime: null,
-    activePostCount: 0,
-    description,
-    channelName: null,
-    identity,
-    retransmission: false,
-    details: null,
-  });
+  const storePost = (description: string, identity: string) => alarmPost('VMD', { alarmType: 'MOTION', channel: channel++, description, identity });
 
   test(
     'holds an alarm committed on this node behind an older transaction that commits later, then delivers both in cursor order',
@@ -413,22 +397,7 @@ describe('alarms', () => {
   test('replays every alarm after the cursor in order, then goes live without gap or repeat, when alarms keep arriving during the replay', async () => {
     // History: 120 alarms straight through the store (fast); the cursor sits after the 10th.
     const store = t.app.alarmStore;
-    const post = (i: number): AlarmPost => ({
-      source: 'ws',
-      eventType: `replay${i}`,
-      rawType: `replay${i}`,
-      alarmType: 'OTHER',
-      state: 'active',
-      channel: 1,
-      regionId: null,
-      deviceTime: null,
-      activePostCount: 0,
-      description: null,
-      channelName: null,
-      identity: `w:replay-${i}`,
-      retransmission: false,
-      details: null,
-    });
+    const post = (i: number) => alarmPost(`replay${i}`, { identity: `w:replay-${i}` });
     const historyIds: string[] = [];
     let tenth = '';
     for (let i = 0; i < 120; i++) {

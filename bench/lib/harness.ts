@@ -1,7 +1,7 @@
 // The benchmark harness's shared vocabulary: what a scenario is, how contenders are alternated,
 // how child processes (gateways, peers, load clients) are started and measured.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -162,6 +162,31 @@ export function cpuSecondsOf(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
   return ticks / 100; // USER_HZ is 100 on Linux
+}
+
+/**
+ * CPU seconds used so far by the Postgres backends serving `database` (their process title names
+ * it), 0 when the server's processes are not visible here. Backends that exited are not counted,
+ * so keep connections open across the span measured.
+ */
+export function databaseBackendCpuSeconds(database: string): number {
+  let total = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const title = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (title.startsWith('postgres: ') && title.includes(` ${database} `)) total += cpuSecondsOf(Number(entry));
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return total;
+}
+
+/** SQL statements a gateway has run so far (`vigil_db_statements_total` on its /metrics; BEGIN/COMMIT not counted). */
+export async function statementsOf(base: string): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  return Number(/^vigil_db_statements_total (\S+)/m.exec(text)?.[1] ?? NaN);
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -6,13 +6,12 @@
 //
 // The fleet runs as its own process: this file, started with `fleet` as its first argument.
 import { randomBytes, createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { openDb, tables } from '../../src/db/index';
 import { deviceKeyHash, ingestTokenHash } from '../../src/devices/catalog/provisioning';
-import { cpuSecondsOf, median, percentile, sleep, startChild, wallMs, type ResultRow, type Scenario } from '../lib/harness';
+import { cpuSecondsOf, databaseBackendCpuSeconds, median, percentile, sleep, startChild, statementsOf, wallMs, type ResultRow, type Scenario } from '../lib/harness';
 import { connect, freshDatabase, register, startNodes } from '../lib/live';
 
 const RATES = [1000, 5000, 20_000];
@@ -178,26 +177,6 @@ async function seedFleet(databaseUrl: string, ownerId: string, count: number, se
   } finally {
     await handle.close();
   }
-}
-
-/** CPU seconds of the Postgres backends serving `database` (their titles name it). */
-function databaseBackendCpuSeconds(database: string): number {
-  let total = 0;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const title = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (title.startsWith('postgres: ') && title.includes(` ${database} `)) total += cpuSecondsOf(Number(entry));
-    } catch {
-      // The process ended meanwhile.
-    }
-  }
-  return total;
-}
-
-async function statementsOf(base: string): Promise<number> {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  return Number(/^vigil_db_statements_total (\S+)/m.exec(text)?.[1] ?? NaN);
 }
 
 interface Delivery {

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import postgres from 'postgres';
 import { memoryAfterGc, memoryHookEnv, memoryHookNodeArgs } from '../lib/memory-probe';
-import { ROOT, cpuSecondsOf, median, ratio, rssBytes, sleep, startChild, type ChildServer, type ResultRow, type Scenario } from '../lib/harness';
+import { ROOT, cpuSecondsOf, median, ratio, rssBytes, sleep, startChild, statementsOf, type ChildServer, type ResultRow, type Scenario } from '../lib/harness';
 import { insertDevices, startFleet, type Fleet, type FleetStats } from '../lib/device-load';
 import { freshDatabase } from '../lib/live';
 import { clusterSecrets } from '../../test/helpers/gateway-process';
@@ -24,11 +24,6 @@ const PROFILE_DIR = process.env.S7_PROFILE;
 const BUDGET_MS = Number(process.env.S7_BUDGET_S ?? 90) * 1000;
 /** Hellos in flight per load process during the ramp. */
 const HELLOS_IN_FLIGHT = Number(process.env.S7_HELLOS_IN_FLIGHT ?? 50);
-
-async function statementsOf(base: string): Promise<number> {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  return Number(/^vigil_db_statements_total (\S+)/m.exec(text)?.[1] ?? NaN);
-}
 
 const scenario: Scenario = {
   id: 'S7',

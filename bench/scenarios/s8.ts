@@ -3,14 +3,14 @@
 // alarm row, one insert per statement, at the same concurrency (bench/peers/raw-insert.ts).
 // Every Vigil post is a new alarm (its own channel); a 200 means committed. Afterwards the rows in
 // the database are counted against the posts answered 200.
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { inArray, count } from 'drizzle-orm';
 import { openDb, tables } from '../../src/db/index';
 import { deviceKeyHash, ingestTokenHash } from '../../src/devices/catalog/provisioning';
-import { alternate, cpuSecondsOf, median, ratio, sleep, startChild, type ChildServer, type ResultRow, type Scenario } from '../lib/harness';
+import { alternate, cpuSecondsOf, databaseBackendCpuSeconds, median, ratio, sleep, startChild, statementsOf, type ChildServer, type ResultRow, type Scenario } from '../lib/harness';
 import type { IsapiLoadResult } from '../lib/isapi-load';
 import { freshDatabase, startNodes } from '../lib/live';
 
@@ -70,34 +70,9 @@ export async function seedDevices(databaseUrl: string, n: number, tag: string) {
   }
 }
 
-/**
- * CPU seconds used so far by the Postgres backends serving `database` (their process title names
- * it), 0 when the server's processes are not visible here. Backends that exited are not counted,
- * so both sides keep their connections open across rounds.
- */
-function databaseBackendCpuSeconds(database: string): number {
-  let total = 0;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const title = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (title.startsWith('postgres: ') && title.includes(` ${database} `)) total += cpuSecondsOf(Number(entry));
-    } catch {
-      // The process ended meanwhile.
-    }
-  }
-  return total;
-}
-
 /** CPU per post (µs) of each process involved in one side's round, e.g. `gateway 130, load 40, db 90`. */
 function cpuShare(parts: Array<[string, number[]]>): string {
   return parts.map(([name, us]) => `${name} ${Math.round(median(us))}`).join(', ');
-}
-
-/** The gateway's `vigil_db_statements_total` (BEGIN/COMMIT not counted). */
-async function statementsOf(base: string): Promise<number> {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  return Number(/^vigil_db_statements_total (\S+)/m.exec(text)?.[1] ?? NaN);
 }
 
 async function countAlarms(databaseUrl: string, deviceIds: string[]): Promise<number> {

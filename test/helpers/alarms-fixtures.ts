@@ -6,6 +6,7 @@ import { WebSocket } from 'ws';
 import { tables, type Db } from '../../src/db/index';
 import { deviceKeyHash, ingestTokenHash } from '../../src/devices/catalog/provisioning';
 import type { DeviceStatusPayload, EventBus } from '../../src/streams/bus/event-bus';
+import type { AlarmPost } from '../../src/streams/alarms/alarm-store';
 import { waitFor } from './harness';
 
 /** A file of the ISAPI corpus (test/fixtures/isapi). */
@@ -90,6 +91,25 @@ export async function insertBoundDevice(db: Db, ownerId: string, boundAt = new D
 }
 
 /** The alarms stored for a device. */
+/** A post as the doors hand it to the store: an active, uncoalesced alarm of `eventType` on channel 1, unless `o` says otherwise. */
+export const alarmPost = (eventType: string, o: Partial<AlarmPost> = {}): AlarmPost => ({
+  source: 'ws',
+  eventType,
+  rawType: eventType,
+  alarmType: 'OTHER',
+  state: 'active',
+  channel: 1,
+  regionId: null,
+  deviceTime: null,
+  activePostCount: 0,
+  description: null,
+  channelName: null,
+  identity: null,
+  retransmission: false,
+  details: null,
+  ...o,
+});
+
 export const storedAlarms = (db: Db, deviceId: string) => db.select().from(tables.alarms).where(eq(tables.alarms.deviceId, deviceId));
 
 /**

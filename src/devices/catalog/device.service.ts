@@ -560,7 +560,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
     /**
      * The access of devices for every caller at once, in the order of `ids` (null: no open binding):
      * one statement that any number of callers' live executions can share. Not a view: hand each
-     * caller only `deviceViewsFromAccess` of it.
+     * caller only its own view of it (`devicesFromSharedReads`).
      */
     async deviceAccessByIds(ids: readonly string[]): Promise<Array<DeviceAccess | null>> {
       const rows = await store.accessRowsForAll(db, clock(), ids.filter(isUuid));
