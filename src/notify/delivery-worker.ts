@@ -60,8 +60,13 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   let again = false;
   let running: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
+  /**
+   * The earliest retry this worker scheduled that is not due yet (clock ms). A timer can fire a
+   * little before the clock reaches it; the next wake-up is then set from it, not the poll interval.
+   */
+  let nextRetryAt: number | undefined;
 
-  /** Sends one message; returns the retry delay when it will be tried again. */
+  /** Sends one message; returns when (clock ms) it will be tried again. */
   async function deliver(m: ClaimedMessage): Promise<number | undefined> {
     const transport = transports[m.channel];
     let opened: ReturnType<typeof openBody>;
@@ -90,9 +95,10 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
         return undefined;
       }
       const delay = retryDelayMs(m.attempts, baseDelayMs, maxDelayMs, random);
-      await scheduleMessageRetry(db, m.id, new Date(clock().getTime() + delay), error);
+      const retryAt = clock().getTime() + delay;
+      await scheduleMessageRetry(db, m.id, new Date(retryAt), error);
       log.warn({ outboxId: m.id, kind: m.kind, channel: m.channel, attempts: m.attempts, retryInMs: delay, error }, 'outbox delivery failed; will retry');
-      return delay;
+      return retryAt;
     }
     await markMessageSent(db, m.id, clock(), kept);
     log.info({ outboxId: m.id, kind: m.kind, channel: m.channel, transport: transport.name, attempts: m.attempts }, 'outbox message sent');
@@ -101,15 +107,16 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
 
   /** Delivers until nothing is due; returns when to look again. */
   async function round(): Promise<number> {
-    let wakeMs = pollMs;
     while (!stopped) {
       const now = clock();
+      // What was due by now is claimed below; a later retry of ours stays the next wake-up.
+      if (nextRetryAt !== undefined && nextRetryAt <= now.getTime()) nextRetryAt = undefined;
       const batch = await claimDueMessages(db, now, batchSize, new Date(now.getTime() + leaseMs));
-      const delays = await Promise.all(batch.map(deliver));
-      for (const d of delays) if (d !== undefined) wakeMs = Math.min(wakeMs, d);
+      const retries = await Promise.all(batch.map(deliver));
+      for (const at of retries) if (at !== undefined) nextRetryAt = Math.min(nextRetryAt ?? at, at);
       if (batch.length < batchSize) break;
     }
-    return wakeMs;
+    return nextRetryAt === undefined ? pollMs : Math.min(pollMs, Math.max(1, nextRetryAt - clock().getTime()));
   }
 
   function schedule(ms: number) {
